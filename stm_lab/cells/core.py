@@ -1,0 +1,80 @@
+"""The recurrent core on the fast path: ``torch.nn`` RNN / LSTM / GRU (cuDNN on a GPU)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stm_lab.errors import ConfigError
+from stm_lab.registry import Registry
+
+CELLS: Registry = Registry("cell", "cell.name")
+for _name, _cls in (("rnn", nn.RNN), ("lstm", nn.LSTM), ("gru", nn.GRU)):
+    CELLS.register(_name)(_cls)
+RECURRENT_INITS = ("default", "orthogonal", "identity")
+NONLINEARITIES = ("tanh", "relu")
+
+
+class RecurrentCore(nn.Module):
+    """A stack of ``num_layers`` recurrent layers, batch first, returning every step's hidden state.
+
+    ``recurrent_init`` sets the hidden-to-hidden matrices: torch's uniform default,
+    ``orthogonal`` (one orthogonal block per gate), or ``identity`` (IRNN, Le et al.
+    2015; meant for ``rnn`` with ``relu``). ``forget_bias`` (LSTM only) sets the
+    forget-gate slice of ``bias_ih`` and zeroes it in ``bias_hh``: torch adds both
+    vectors, so writing it into each would double the effective bias.
+    """
+
+    def __init__(self, name: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0, nonlinearity: str = "tanh",
+                 recurrent_init: str = "default", forget_bias: float | None = None) -> None:
+        super().__init__()
+        cell_cls = CELLS.get(name)
+        for key, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"cell.{key}", value, "an integer >= 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError("cell.dropout", dropout, "a number in [0, 1)")
+        if nonlinearity not in NONLINEARITIES:
+            raise ConfigError("cell.nonlinearity", nonlinearity, NONLINEARITIES)
+        if name != "rnn" and nonlinearity != "tanh":
+            raise ConfigError("cell.nonlinearity", nonlinearity, ["tanh"],
+                              hint=f"{name} has fixed nonlinearities; relu is for cell=rnn")
+        if recurrent_init not in RECURRENT_INITS:
+            raise ConfigError("cell.recurrent_init", recurrent_init, RECURRENT_INITS)
+        if forget_bias is not None and name != "lstm":
+            raise ConfigError("cell.forget_bias", forget_bias, ["null"], hint="only an LSTM has a forget gate")
+
+        self.name, self.hidden_size, self.num_layers = name, hidden_size, num_layers
+        kwargs = {"nonlinearity": nonlinearity} if name == "rnn" else {}
+        # torch applies dropout between layers only; with one layer it would just warn.
+        self.rnn = cell_cls(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0, **kwargs)
+        self._init(recurrent_init, forget_bias)
+
+    @property
+    def gates(self) -> int:
+        return {"rnn": 1, "lstm": 4, "gru": 3}[self.name]
+
+    @torch.no_grad()
+    def _init(self, recurrent_init: str, forget_bias: float | None) -> None:
+        H = self.hidden_size
+        for layer in range(self.num_layers):
+            w_hh = getattr(self.rnn, f"weight_hh_l{layer}")
+            for g in range(self.gates):
+                block = w_hh[g * H:(g + 1) * H]
+                if recurrent_init == "orthogonal":
+                    nn.init.orthogonal_(block)
+                elif recurrent_init == "identity":
+                    block.copy_(torch.eye(H))
+            if recurrent_init == "identity":
+                getattr(self.rnn, f"bias_hh_l{layer}").zero_()
+                getattr(self.rnn, f"bias_ih_l{layer}").zero_()
+            if forget_bias is not None:  # gate order i, f, g, o
+                getattr(self.rnn, f"bias_ih_l{layer}")[H:2 * H].fill_(forget_bias)
+                getattr(self.rnn, f"bias_hh_l{layer}")[H:2 * H].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, input_size) → (B, T, hidden_size): the last layer's state at every step."""
+        out, _ = self.rnn(x)
+        return out

@@ -1,0 +1,72 @@
+"""Materialise a task's splits as Hugging Face ``datasets.Dataset`` objects, cached on disk.
+
+The cache key is the task's own parameters plus split, size, seed and the
+generator's version, so a second run with the same settings loads instead of
+regenerating, and a changed parameter can never pick up stale data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from stm_lab.tasks.spec import Task
+
+SPLITS = ("train", "val", "test")
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """Independent streams per split from one seed: train, val and test never share draws."""
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split)]))
+
+
+def cache_key(task: Task, split: str, n: int, seed: int) -> str:
+    blob = json.dumps(
+        {"task": task.name, "version": task.version, "params": task.params(),
+         "split": split, "n": n, "seed": seed},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _features(arrays: dict[str, np.ndarray]) -> datasets.Features:
+    feats = {}
+    for name, a in arrays.items():
+        value = "bool" if a.dtype == bool else str(a.dtype)
+        if a.ndim == 1:
+            feats[name] = datasets.Value(value)
+        elif a.ndim == 2:
+            feats[name] = datasets.Sequence(datasets.Value(value), length=a.shape[1])
+        elif a.ndim == 3:
+            feats[name] = datasets.Array2D(shape=a.shape[1:], dtype=value)
+        else:
+            raise ValueError(f"array {name!r} has {a.ndim} dimensions; at most 3 are supported")
+    return datasets.Features(feats)
+
+
+def materialise(task: Task, split: str, n: int, seed: int, cache_dir: str | Path | None) -> datasets.Dataset:
+    """The ``split`` of ``task`` with ``n`` sequences, generated once and then loaded from the cache.
+
+    With ``cache_dir=None`` the split is generated in memory every time.
+    """
+    if cache_dir is None:
+        arrays = task.generate(n, split_rng(seed, split))
+        return datasets.Dataset.from_dict(arrays, features=_features(arrays))
+    path = Path(cache_dir).expanduser() / task.name / f"{split}-{cache_key(task, split, n, seed)}"
+    if not path.exists():
+        arrays = task.generate(n, split_rng(seed, split))
+        ds = datasets.Dataset.from_dict(arrays, features=_features(arrays))
+        # Parallel jobs may build the same split: write aside, then rename into place.
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        ds.save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another job won the race; its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(path))

@@ -1,0 +1,63 @@
+"""Experiment loggers from config, with a W&B group per sweep and tags per cell and task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, open_dict
+
+
+def sweep_group() -> str | None:
+    """In a multirun, the sweep directory's name: every job of one sweep shares it (and a resumed
+    sweep in the same directory keeps it). None for a single run."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers = []
+    for lg_cfg in (cfg.get("logger") or {}).values():
+        if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
+            continue
+        if lg_cfg._target_.endswith("WandbLogger"):
+            lg_cfg = lg_cfg.copy()
+            with open_dict(lg_cfg):
+                lg_cfg.group = lg_cfg.get("group") or sweep_group()
+                lg_cfg.tags = [cfg.cell.name, cfg.data.task, *cfg.get("tags", [])]
+                lg_cfg.name = lg_cfg.get("name") or f"{cfg.data.task}-{cfg.cell.name}-seed{cfg.seed}"
+        loggers.append(instantiate(lg_cfg))
+    return loggers
+
+
+def log_config(loggers: list[Logger], config: dict[str, Any]) -> None:
+    """The whole resolved config, nested, so dashboards can group by e.g. ``cell.name``."""
+    for lg in loggers:
+        lg.log_hyperparams(config)
+        if isinstance(lg, WandbLogger):
+            # Summaries the dashboard should show: best, not last, validation score.
+            lg.experiment.define_metric("val/acc_best", summary="max")
+            lg.experiment.define_metric("val/mse_best", summary="min")
+
+
+def wandb_run_info(loggers: list[Logger]) -> dict[str, str] | None:
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            run = lg.experiment
+            return {"id": run.id, "dir": str(Path(run.dir).parent), "group": run.group or "",
+                    "mode": run.settings.mode}
+    return None
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Close the W&B run, so the next job of a multirun starts its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
