@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
-from stm_lab.metrics import SequenceAccuracy, SerialPositionAccuracy, scored_positions, split_metrics
+from stm_lab.metrics import (
+    SequenceAccuracy,
+    SerialPositionAccuracy,
+    scored_positions,
+    split_metrics,
+)
 from stm_lab.tasks.spec import TaskSpec
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]

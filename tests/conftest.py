@@ -1,0 +1,56 @@
+"""Shared fixtures. Nothing here reaches a network: W&B is offline, the hub is off."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# Before anything imports wandb or datasets: offline mode fails fast instead of retrying.
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from stm_lab.run import conf_dir  # noqa: E402
+
+CONF = Path(conf_dir())
+
+# A copy task small enough to train in seconds.
+TINY = ["data.delay=3", "data.list_length=3", "data.num_symbols=4", "data.n_train=256",
+        "data.n_val=64", "data.n_test=64", "data.batch_size=32", "cell.hidden_size=16",
+        "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["STM_LAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The real config tree composed as the CLI would, with this run's folder set to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            del cfg.hydra
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str, tiny: bool = True, subdir: str = "run") -> DictConfig:
+        return compose_config([*(TINY if tiny else []), *overrides], tmp_path / subdir)
+
+    return make

@@ -1,0 +1,66 @@
+"""The command line, as a user runs it (subprocesses: each costs a few seconds, so few of them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CONF, TINY
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_DATASETS_OFFLINE": "1",
+       "HF_HUB_OFFLINE": "1"}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stm_lab", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_experiment_runs_fast_dev_run(name, tmp_path):
+    r = run_cli(f"+experiment={name}", "debug=fdr", "logger=none", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["cell"] == name.split("_")[-1]
+    assert "test/acc" in summary["metrics"]
+
+
+def test_multirun_2x2_separate_runs_and_wandb(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [a for a in TINY if not a.startswith("logger=")]
+    r = run_cli("-m", "cell=rnn,gru", "seed=0,1", "logger=wandb", f"hydra.sweep.dir={sweep}", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summaries = sorted(sweep.glob("*/summary.json"))
+    assert len(summaries) == 4
+    seen = set()
+    for path in summaries:
+        s = json.loads(path.read_text())
+        assert s["status"] == "completed"
+        seen.add((s["cell"], s["seed"]))
+        assert s["wandb"]["group"] == "sweep" and s["wandb"]["mode"] == "offline"
+        files = list(path.parent.glob("wandb/offline-run-*/run-*.wandb"))
+        assert len(files) == 1, files  # exactly one W&B run per job: no bleeding between jobs
+        blob = files[0].read_bytes()
+        assert s["wandb"]["id"].encode() in blob
+        for key in (b"test/acc", b"val/acc_best", b"train/loss_step"):
+            assert key in blob
+    assert seen == {("rnn", 0), ("rnn", 1), ("gru", 0), ("gru", 1)}
+    ids = {json.loads(p.read_text())["wandb"]["id"] for p in summaries}
+    assert len(ids) == 4
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["data.delay=0"], "config key 'data.delay' has a bad value 0; allowed: an integer >= 1"),
+    (["cell=transformer"], "Available options in 'cell'"),
+])
+def test_config_errors_are_clear_and_early(args, expected, tmp_path):
+    r = run_cli(*args, "logger=none", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert r.returncode != 0
+    assert expected in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from stm_lab.errors import ConfigError
+from stm_lab.heads import SequenceHead, build_head
+from stm_lab.metrics import SequenceAccuracy, SerialPositionAccuracy, scored_positions
+from stm_lab.tasks.copy import CopyTask
+
+
+def _one_hot_preds(labels, classes=4):
+    return torch.nn.functional.one_hot(labels, classes).float()
+
+
+def test_scored_positions():
+    mask = torch.tensor([[0, 1, 1, 0, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    row, pos = scored_positions(mask)
+    assert row.tolist() == [0, 0, 0, 1]
+    assert pos.tolist() == [0, 1, 2, 0]
+
+
+def test_serial_position_and_sequence_accuracy_any_batch_split():
+    torch.manual_seed(0)
+    B, P = 12, 3
+    target = torch.randint(0, 4, (B, P))
+    pred = target.clone()
+    pred[:, 2] = (pred[:, 2] + 1) % 4  # position 3 always wrong
+    pred[:4, 0] = (pred[:4, 0] + 1) % 4  # position 1 wrong in a third of the lists
+    mask = torch.ones(B, P, dtype=torch.bool)
+    for chunks in (1, 3, 12):
+        pos_acc, seq_acc = SerialPositionAccuracy(P), SequenceAccuracy()
+        for idx in torch.arange(B).chunk(chunks):
+            row, position = scored_positions(mask[idx])
+            preds = _one_hot_preds(pred[idx][mask[idx]])
+            pos_acc.update(preds, target[idx][mask[idx]], position)
+            seq_acc.update(preds, target[idx][mask[idx]], row, len(idx))
+        assert pos_acc.compute().tolist() == pytest.approx([8 / 12, 1.0, 0.0])
+        assert seq_acc.compute().item() == 0.0
+
+    seq_acc = SequenceAccuracy()
+    row, _ = scored_positions(mask)
+    good = target.clone()
+    good[0, 0] = (good[0, 0] + 1) % 4
+    seq_acc.update(_one_hot_preds(good[mask]), target[mask], row, B)
+    assert seq_acc.compute().item() == pytest.approx(11 / 12)
+
+
+def test_heads_read_only_scored_steps():
+    spec = CopyTask(delay=2, list_length=3, num_symbols=4).spec
+    head = build_head("auto", 5, spec)
+    h = torch.randn(2, 8, 5)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[:, 5:] = True
+    out = head(h, mask)
+    assert out.shape == (6, 4)
+    h2 = h.clone()
+    h2[:, :5] = 99.0  # unscored steps do not reach the output
+    assert torch.equal(head(h2, mask), out)
+
+
+def test_sequence_head_needs_one_scored_step():
+    spec = CopyTask(delay=2, list_length=3).spec
+    with pytest.raises(ConfigError, match="head.*per_step"):
+        build_head("sequence", 5, spec)
+    with pytest.raises(ConfigError, match="head.name.*per_step, sequence"):
+        build_head("attention", 5, spec)
+
+
+def test_sequence_head_mean_pool_ignores_later_steps():
+    from dataclasses import replace
+
+    spec = replace(CopyTask().spec, scored="one", positions=None)
+    head = SequenceHead(3, spec, pool="mean")
+    h = torch.randn(2, 6, 3)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, 3] = mask[1, 5] = True
+    out = head(h, mask)
+    h2 = h.clone()
+    h2[0, 4:] = 1e3  # after the scored step: padding
+    assert torch.allclose(head(h2, mask), out)
+    assert torch.allclose(out[0], head.proj(h[0, :4].mean(0)))
