@@ -23,3 +23,18 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """A data file is missing or malformed. The message names the file (and column)."""
+
+
+class DivergenceError(RuntimeError):
+    """The loss or the weights stopped being finite: the run cannot go on from this state."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (Ctrl-C, a pre-empted cluster job). Like KeyboardInterrupt,
+    it is not an ``Exception``, so no ``except Exception`` swallows it on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        super().__init__(f"received {signal.Signals(signum).name}")

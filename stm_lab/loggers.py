@@ -11,6 +11,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
+from stm_lab.summary import write_text_atomic
+
 
 def sweep_group() -> str | None:
     """In a multirun, the sweep directory's name: every job of one sweep shares it (and a resumed
@@ -19,6 +21,22 @@ def sweep_group() -> str | None:
         return None
     hc = HydraConfig.get()
     return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+
+
+WANDB_ID = "wandb_id"  # beside summary.json: the W&B run id this folder's run logs to
+
+
+def wandb_run_id(out_dir: Path) -> str:
+    """The id stored in ``out_dir``, or a new one, stored there (by this job only: its own folder)."""
+    path = out_dir / WANDB_ID
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    from wandb.util import generate_id
+
+    run_id = generate_id()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, run_id + "\n")
+    return run_id
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
@@ -32,6 +50,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
                 lg_cfg.group = lg_cfg.get("group") or sweep_group()
                 lg_cfg.tags = [cfg.cell.name, cfg.data.task, *cfg.get("tags", [])]
                 lg_cfg.name = lg_cfg.get("name") or f"{cfg.data.task}-{cfg.cell.name}-seed{cfg.seed}"
+                # One W&B run per output folder: a resumed job continues the same run.
+                lg_cfg.id = lg_cfg.get("id") or wandb_run_id(Path(cfg.paths.output_dir))
+                lg_cfg.resume = "allow"
         loggers.append(instantiate(lg_cfg))
     return loggers
 

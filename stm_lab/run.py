@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,16 +15,20 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stm_lab.cells import RecurrentCore
 from stm_lab.data import MODULE_KEYS, MemoryDataModule, build_task
-from stm_lab.errors import ConfigError, DataError
+from stm_lab.errors import ConfigError, DataError, DivergenceError
+from stm_lab.guards import DivergenceGuard, StopOnSignal
 from stm_lab.heads import build_head
 from stm_lab.loggers import build_loggers, finish_wandb, log_config, wandb_run_info
 from stm_lab.model import InputEncoder, MemoryModel
-from stm_lab.summary import SUMMARY, git_commit, library_versions, write_json_atomic
+from stm_lab.resume import is_completed, previous_summary, resume_checkpoint
+from stm_lab.summary import SUMMARY, TRACEBACK, git_commit, library_versions, write_json_atomic
+from stm_lab.validation import validate
 
 
 def conf_dir() -> str:
@@ -56,52 +64,114 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1}
 
 
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    """Where checkpoints go: the ModelCheckpoint's folder, or ``<output_dir>/checkpoints``."""
+    for node in (cfg.get("callbacks") or {}).values():
+        if node and str(node.get("_target_", "")).endswith("ModelCheckpoint") and node.get("dirpath"):
+            return Path(node.dirpath)
+    return Path(cfg.paths.output_dir) / "checkpoints"
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job from a composed config and return its summary (also written to summary.json)."""
+    """Run one job from a composed config and return its summary (also written to summary.json).
+
+    The summary's ``status`` is ``running`` from the moment training is set up, then
+    ``completed``, ``failed`` (with ``reason``; a traceback in ``traceback.txt``) or
+    ``interrupted`` (with the checkpoint to resume from). A config or data error is written
+    as ``failed`` and raised. The same command in the same output folder resumes an
+    interrupted run; with ``skip_completed=true`` it returns a completed run's summary.
+    """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
+    previous = previous_summary(out_dir)
+    base = {
+        "status": "running",
+        "task": cfg.data.get("task"),
+        "cell": cfg.cell.get("name"),
+        "seed": cfg.get("seed"),
+        "started": started.isoformat(),
+        "output_dir": str(out_dir),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "config": config,
+    }
 
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    # Everything is built before training starts, so config and data errors cost nothing.
-    datamodule = build_datamodule(cfg)
-    datamodule.setup()
-    spec = datamodule.spec
-    model = build_model(cfg, datamodule, config)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    loggers = build_loggers(cfg)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    log_config(loggers, config)
-
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics = _scalars(trainer.callback_metrics)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
-            metrics.update(_scalars(result))
-        summary = {
-            "status": "completed",
-            "task": cfg.data.task,
-            "cell": cfg.cell.name,
-            "seed": cfg.seed,
-            "chance": spec.chance,
-            "chance_note": spec.chance_note,
-            "metrics": metrics,
-            "started": started.isoformat(),
-            "wall_time_s": round(time.perf_counter() - t0, 3),
-            "output_dir": str(out_dir),
-            "best_checkpoint": best or None,
-            "wandb": wandb_run_info(loggers),
-            "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
-            "versions": library_versions(),
-            "git_commit": git_commit(),
-            "config": config,
-        }
+    def record(status: str, **fields: Any) -> dict[str, Any]:
+        summary = {**base, "status": status, **fields, "wall_time_s": round(time.perf_counter() - t0, 3)}
         write_json_atomic(out_dir / SUMMARY, summary)
+        return summary
+
+    if cfg.get("skip_completed") and is_completed(previous, config):
+        print(f"stm_lab: {out_dir} already completed; skipped (skip_completed=true)", file=sys.stderr)
+        return previous
+    try:
+        validate(cfg)  # every config error, before any data or training
+        ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), previous, config, checkpoint_dir(cfg))
+    except ConfigError as e:
+        record("failed", reason=f"config error: {e}")
+        raise
+    record("running", resumed_from=ckpt_path)
+
+    stop = StopOnSignal(checkpoint_dir(cfg))
+    trainer: pl.Trainer | None = None
+    loggers: list = []
+    exit_code = 1
+    try:
+        with stop:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            datamodule = build_datamodule(cfg)
+            spec = datamodule.spec
+            model = build_model(cfg, datamodule, config)
+            callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+            loggers = build_loggers(cfg)
+            trainer = instantiate(cfg.trainer, logger=loggers or False,
+                                  callbacks=[*callbacks, DivergenceGuard(), stop])
+            log_config(loggers, config)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics = _scalars(trainer.callback_metrics)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
+                metrics.update(_scalars(result))
+        summary = record("completed", chance=spec.chance, chance_note=spec.chance_note, metrics=metrics,
+                         best_checkpoint=best or None, resumed_from=ckpt_path,
+                         wandb=wandb_run_info(loggers))
+        exit_code = 0
+    except (ConfigError, DataError) as e:
+        record("failed", reason=f"{'config' if isinstance(e, ConfigError) else 'data'} error: {e}")
+        raise
+    except Exception as e:  # NaN loss or any failure during fit/test: record it, let a sweep go on
+        trace = out_dir / TRACEBACK
+        trace.write_text(traceback.format_exc())
+        summary = record("failed", reason=f"{type(e).__name__}: {e}" if not isinstance(e, DivergenceError)
+                         else str(e), traceback=str(trace), metrics=_partial(trainer),
+                         last_checkpoint=_last_checkpoint(cfg), wandb=wandb_run_info(loggers))
+    except BaseException as e:  # SIGINT/SIGTERM: the state to resume from is saved
+        if stop.signum is None and not isinstance(e, KeyboardInterrupt):
+            record("failed", reason=f"{type(e).__name__}: {e}")
+            raise
+        name = signal.Signals(stop.signum or signal.SIGINT).name
+        checkpoint = stop.checkpoint or _last_checkpoint(cfg)
+        summary = record("interrupted", reason=f"received {name}", signal=stop.signum or int(signal.SIGINT),
+                         last_checkpoint=checkpoint, metrics=_partial(trainer),
+                         wandb=wandb_run_info(loggers))
+        exit_code = 128 + (stop.signum or int(signal.SIGINT))
     finally:
-        finish_wandb()
+        finish_wandb(exit_code)
     return summary
+
+
+def _partial(trainer: pl.Trainer | None) -> dict[str, float]:
+    return _scalars(trainer.callback_metrics) if trainer is not None else {}
+
+
+def _last_checkpoint(cfg: DictConfig) -> str | None:
+    last = checkpoint_dir(cfg) / "last.ckpt"
+    return str(last) if last.exists() else None
 
 
 def print_report(summary: dict[str, Any]) -> None:
@@ -121,13 +191,33 @@ def print_report(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(config_path=conf_dir(), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    """One job. Exit codes of a single run: 0 completed, 1 failed at run time, 2 config or data
+    error, 128+signal interrupted. In a multirun a failed job (config and data errors included)
+    returns NaN, so the other jobs and any sweeper go on; an interrupt stops the sweep."""
+    metric = cfg.get("optimized_metric")
     try:
         summary = train(cfg)
     except (ConfigError, DataError) as e:
         print(f"stm_lab: {e}", file=sys.stderr)
+        if in_multirun():
+            return float("nan")
         sys.exit(2)
-    print_report(summary)
-    metric = cfg.get("optimized_metric")
-    return summary["metrics"].get(metric) if metric else None
+    if summary["status"] == "completed":
+        print_report(summary)
+        return summary["metrics"].get(metric) if metric else None
+    where = summary.get("last_checkpoint") or "none saved"
+    if summary["status"] == "interrupted":
+        print(f"stm_lab: interrupted ({summary['reason']}); checkpoint: {where}. Run the same command "
+              f"with hydra.run.dir={summary['output_dir']} to resume.", file=sys.stderr)
+        sys.exit(summary["signal"] + 128)
+    print(f"stm_lab: run failed: {summary['reason']}. Last good checkpoint: {where}. "
+          f"Details: {summary.get('traceback')}", file=sys.stderr)
+    if in_multirun():
+        return float("nan")
+    sys.exit(1)

@@ -12,17 +12,22 @@ from pathlib import Path
 from typing import Any
 
 SUMMARY = "summary.json"
+TRACEBACK = "traceback.txt"  # the full traceback of a run that failed at run time
 PACKAGES = ("stm_lab", "torch", "lightning", "torchmetrics", "hydra-core", "wandb", "datasets", "numpy")
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
