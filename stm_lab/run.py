@@ -28,7 +28,7 @@ from stm_lab.loggers import build_loggers, finish_wandb, log_config, wandb_run_i
 from stm_lab.model import InputEncoder, MemoryModel
 from stm_lab.resume import is_completed, previous_summary, resume_checkpoint
 from stm_lab.summary import SUMMARY, TRACEBACK, git_commit, library_versions, write_json_atomic
-from stm_lab.validation import validate
+from stm_lab.validation import instantiate_checked, validate
 
 
 def conf_dir() -> str:
@@ -127,10 +127,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             datamodule = build_datamodule(cfg)
             spec = datamodule.spec
             model = build_model(cfg, datamodule, config)
-            callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+            callbacks = [instantiate_checked(f"callbacks.{name}", c)
+                         for name, c in (cfg.get("callbacks") or {}).items() if c and "_target_" in c]
             loggers = build_loggers(cfg)
-            trainer = instantiate(cfg.trainer, logger=loggers or False,
-                                  callbacks=[*callbacks, DivergenceGuard(), stop])
+            trainer = instantiate_checked("trainer", cfg.trainer, logger=loggers or False,
+                                          callbacks=[*callbacks, DivergenceGuard(), stop])
             log_config(loggers, config)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics = _scalars(trainer.callback_metrics)

@@ -14,6 +14,7 @@ generated or any training step runs.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import types
 import typing
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from stm_lab.errors import ConfigError
@@ -60,7 +60,10 @@ def type_ok(value: Any, hint: Any) -> bool:
         return value is None
     origin = _origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(type_ok(value, h) for h in typing.get_args(hint))
+        members = typing.get_args(hint)
+        # ``float | Tensor``: a config value can only be the plain member, so judge by that one.
+        judged = [h for h in members if _judgeable(h)] or members
+        return any(type_ok(value, h) for h in judged)
     if origin is typing.Literal:
         return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
     if hint is bool:
@@ -92,6 +95,13 @@ def type_ok(value: Any, hint: Any) -> bool:
     return True
 
 
+def _judgeable(hint: Any) -> bool:
+    """Whether a config value can be of this type (plain values, literals, containers)."""
+    if hint in (bool, int, float, str, list, tuple, dict, Path, type(None), Any):
+        return True
+    return _origin(hint) is not None
+
+
 def describe(hint: Any) -> str:
     """A type annotation in the words of an error message."""
     if hint is None or hint is type(None):
@@ -99,8 +109,9 @@ def describe(hint: Any) -> str:
     origin = _origin(hint)
     if origin in (typing.Union, types.UnionType):
         literals = [a for h in typing.get_args(hint) if _origin(h) is typing.Literal for a in typing.get_args(h)]
-        others = [describe(h) for h in typing.get_args(hint) if _origin(h) is not typing.Literal]
-        parts = ([", ".join(map(str, literals))] if literals else []) + others
+        others = [describe(h) for h in typing.get_args(hint)
+                  if _origin(h) is not typing.Literal and _judgeable(h)]
+        parts = ([", ".join(dict.fromkeys(map(str, literals)))] if literals else []) + others
         return " or ".join(dict.fromkeys(parts))
     if origin is typing.Literal:
         return ", ".join(map(str, typing.get_args(hint)))
@@ -129,7 +140,7 @@ def check_value(key: str, value: Any, hint: Any) -> None:
         if allowed and not _accepts_non_literal(hint):  # a closed set: list it
             if type_ok(None, hint):
                 allowed = [*allowed, "null"]
-            raise ConfigError(key, value, allowed)
+            raise ConfigError(key, value, list(dict.fromkeys(str(a) for a in allowed)))
         raise ConfigError(key, value, describe(hint))
 
 
@@ -196,10 +207,28 @@ def locate(key: str, path: Any, kinds: str = "") -> Callable[..., Any]:
     """The class or function a ``_target_`` names, or a ConfigError saying it does not exist."""
     if not isinstance(path, str):
         raise ConfigError(key, path, "a dotted import path such as torch.optim.Adam")
+    module_name, _, attr = path.rpartition(".")
     try:
-        return get_method(path)
-    except Exception as e:
-        raise ConfigError(key, path, kinds or "a dotted import path", hint=str(e).splitlines()[0]) from e
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(key, path, kinds or "a dotted import path", hint=f"cannot import it: {e}") from e
+
+
+def instantiate_checked(key: str, node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, with a constructor's complaint about a value (Lightning's
+    MisconfigurationException, a ValueError...) turned into a ConfigError naming ``key``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        message = str(cause).strip().splitlines()
+        raise ConfigError(key, OmegaConf.to_container(node, resolve=True),
+                          hint=message[-1] if message else type(cause).__name__) from e
 
 
 def check_target(section: str, node: Mapping[str, Any], skip: Sequence[str] = (), kinds: str = "") -> Callable[..., Any]:
@@ -245,7 +274,7 @@ def check_root(cfg: DictConfig) -> None:
     for o in overrides:
         key = o.key_or_group
         if o.is_add() and "." not in key and key not in groups and key not in ROOT_KEYS and "/" not in key:
-            raise ConfigError(key, o.value(), sorted([*ROOT_KEYS, *(k for k in cfg if k not in ROOT_KEYS)]),
+            raise ConfigError(key, o.value(), sorted({*ROOT_KEYS, *cfg} - {key}),
                               hint="unknown top-level key")
 
 
