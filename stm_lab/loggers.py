@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,7 @@ def wandb_run_id(out_dir: Path) -> str:
     path = out_dir / WANDB_ID
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()
-    from wandb.util import generate_id
-
-    run_id = generate_id()
+    run_id = uuid.uuid4().hex[:12]  # W&B ids: letters and digits
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, run_id + "\n")
     return run_id

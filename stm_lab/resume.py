@@ -29,11 +29,21 @@ def previous_summary(out_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def strip(c: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in c.items() if k not in RUN_CONTROL_KEYS}
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (run-control keys aside)."""
+    def flat(c: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(c, dict):
+            return {k: v for key, val in c.items() for k, v in flat(val, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: c}
 
-    return strip(a) == strip(b)
+    # Through JSON, as summaries store them: tuples and lists compare equal.
+    fa, fb = (flat(json.loads(json.dumps(c, default=str))) for c in (a, b))
+    return sorted(k for k in fa.keys() | fb.keys()
+                  if k.split(".")[0] not in RUN_CONTROL_KEYS and fa.get(k) != fb.get(k))
+
+
+def same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return not config_diff(a, b)
 
 
 def is_completed(previous: dict[str, Any] | None, config: dict[str, Any]) -> bool:
@@ -60,6 +70,7 @@ def resume_checkpoint(ckpt_path: str | None, previous: dict[str, Any] | None, co
         if same_job(previous.get("config", {}), config):
             print(f"stm_lab: resuming the {previous['status']} run from {last}", file=sys.stderr)
             return str(last)
-        print(f"stm_lab: {ckpt_dir.parent} holds an unfinished run of another config; starting fresh",
-              file=sys.stderr)
+        differ = ", ".join(config_diff(previous.get("config", {}), config)[:5])
+        print(f"stm_lab: {ckpt_dir.parent} holds an unfinished run of another config ({differ} "
+              "differ); starting fresh", file=sys.stderr)
     return None

@@ -156,7 +156,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             record("failed", reason=f"{type(e).__name__}: {e}")
             raise
         name = signal.Signals(stop.signum or signal.SIGINT).name
-        checkpoint = stop.checkpoint or _last_checkpoint(cfg)
+        checkpoint = str(stop.checkpoint) if stop.checkpoint else _last_checkpoint(cfg)
         summary = record("interrupted", reason=f"received {name}", signal=stop.signum or int(signal.SIGINT),
                          last_checkpoint=checkpoint, metrics=_partial(trainer),
                          wandb=wandb_run_info(loggers))
@@ -196,8 +196,7 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(config_path=conf_dir(), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def run_job(cfg: DictConfig) -> float | None:
     """One job. Exit codes of a single run: 0 completed, 1 failed at run time, 2 config or data
     error, 128+signal interrupted. In a multirun a failed job (config and data errors included)
     returns NaN, so the other jobs and any sweeper go on; an interrupt stops the sweep."""
@@ -211,7 +210,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     if summary["status"] == "completed":
         print_report(summary)
-        return summary["metrics"].get(metric) if metric else None
+        return summary["metrics"].get(metric, float("nan")) if metric else None
     where = summary.get("last_checkpoint") or "none saved"
     if summary["status"] == "interrupted":
         print(f"stm_lab: interrupted ({summary['reason']}); checkpoint: {where}. Run the same command "
@@ -222,3 +221,8 @@ def main(cfg: DictConfig) -> float | None:
     if in_multirun():
         return float("nan")
     sys.exit(1)
+
+
+@hydra.main(config_path=conf_dir(), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    return run_job(cfg)

@@ -1,0 +1,285 @@
+"""Reliability: config errors before training, divergence, crashes, interrupts, resume, skipping.
+
+Every row of the README's "Troubleshooting" table is one of these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, compose_config
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from omegaconf import open_dict, read_write
+from test_cli import ENV
+
+from stm_lab.errors import ConfigError
+from stm_lab.run import run_job, train
+from stm_lab.summary import read_summary
+from stm_lab.tasks import TASKS, Task, TaskSpec
+from stm_lab.validation import check_data
+
+TESTS = Path(__file__).parent
+# Steps per epoch with TINY: 256 training sequences in batches of 32.
+STEPS_PER_EPOCH = 8
+# Plain SGD at a huge rate, unclipped: the weights overflow float32 at the second step.
+SGD_UNCLIPPED = ["optimizer._target_=torch.optim.SGD", "trainer.gradient_clip_val=null"]
+DIVERGING = [*SGD_UNCLIPPED, "optimizer.lr=1e30"]
+
+
+def pause_at(step: int, marker: Path) -> list[str]:
+    return ["+callbacks.pause._target_=reliability_callbacks.PauseAt", f"+callbacks.pause.step={step}",
+            f"+callbacks.pause.marker={marker}"]
+
+
+def wait_for(path: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ config errors
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.delay=abc", "config key 'data.delay' has a bad value 'abc'; allowed: an integer"),
+    ("cell.hidden_size=2.5", "config key 'cell.hidden_size' has a bad value 2.5; allowed: an integer"),
+    ("+data.dealy=3", "'data.dealy' has a bad value 3; allowed: batch_size, delay, list_length"),
+    ("++cell.nonlinearity=relu", "config key 'cell.nonlinearity' has a bad value 'relu'; allowed: tanh"),
+    ("optimizer._target_=torch.optim.Adamm", "allowed: torch.optim.ASGD"),
+    ("optimizer.lr=-1", "Invalid learning rate"),
+    ("+optimizer.momentun=0.9", "'optimizer.momentun' has a bad value 0.9; allowed: amsgrad, betas"),
+    ("trainer.precision=33", "'trainer.precision' has a bad value 33; allowed: 64, 32, 16"),
+    ("trainer.accelerator=tpuu", "config key 'trainer'"),
+    ("+sed=3", "config key 'sed' has a bad value 3; allowed: callbacks, cell, ckpt_path"),
+    ("embedding_dim=0", "'embedding_dim' has a bad value 0; allowed: null or an integer >= 1"),
+    ("ckpt_path=missing.ckpt", "'ckpt_path' has a bad value 'missing.ckpt'; allowed: an existing checkpoint"),
+])
+def test_config_error_names_key_value_and_allowed(make_cfg, override, message):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert message in str(info.value)
+    out = Path(cfg.paths.output_dir)
+    assert not (out / "checkpoints").exists()  # nothing trained
+    summary = read_summary(out)
+    assert summary["status"] == "failed" and summary["reason"].startswith("config error: ")
+
+
+def test_a_new_task_is_validated_from_its_annotations():
+    """No validation code per task: a new dataclass's annotations are the schema."""
+
+    @dataclass(frozen=True)
+    class Toy(Task):
+        mode: Literal["recall", "recognise"] = "recall"
+        rate: float = 0.5
+
+        @property
+        def spec(self) -> TaskSpec:
+            raise NotImplementedError
+
+    TASKS.register("toy_for_validation")(Toy)
+    try:
+        base = {"task": "toy_for_validation", "n_train": 8, "n_val": 8, "n_test": 8, "batch_size": 4}
+        check_data({**base, "mode": "recognise", "rate": 1})  # an int is a fine float
+        with pytest.raises(ConfigError, match=r"'data.mode' has a bad value 'forget'; allowed: recall, recognise"):
+            check_data({**base, "mode": "forget"})
+        with pytest.raises(ConfigError, match=r"'data.rate' has a bad value 'high'; allowed: a number"):
+            check_data({**base, "rate": "high"})
+        with pytest.raises(ConfigError, match=r"'data.n_val' has a bad value None; allowed: an integer"):
+            check_data({k: v for k, v in base.items() if k != "n_val"})
+    finally:
+        TASKS._entries.pop("toy_for_validation")
+
+
+# Override choices: each composes; many are wrong in type or range, some combinations clash.
+CHOICES = {
+    "data.delay": ["0", "-1", "2", "abc", "2.5", "null"],
+    "data.list_length": ["0", "2", "x"],
+    "data.num_symbols": ["1", "3", "true"],
+    "data.batch_size": ["0", "16", "big"],
+    "cell": ["rnn", "gru", "lstm"],
+    "cell.hidden_size": ["0", "8", "-3", "4.5", "abc"],
+    "cell.num_layers": ["0", "1", "2"],
+    "cell.dropout": ["0.0", "0.5", "1.5", "null"],
+    "cell.recurrent_init": ["default", "orthogonal", "identity", "zeros"],
+    "++cell.nonlinearity": ["tanh", "relu", "gelu"],
+    "++cell.forget_bias": ["null", "2.0", "x"],
+    "+cell.bogus": ["1"],
+    "head": ["auto", "per_step", "sequence"],
+    "embedding_dim": ["null", "4", "0", "x"],
+    "optimizer.lr": ["0.001", "-1", "0", "fast"],
+    "optimizer._target_": ["torch.optim.SGD", "torch.optim.RMSprop", "torch.optim.Adamm"],
+    "trainer.gradient_clip_val": ["null", "0.5", "x"],
+    "trainer.precision": ["32-true", "33"],
+    "seed": ["0", "7", "x"],
+    "+data.extra": ["1"],
+}
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          phases=(Phase.explicit, Phase.generate),  # no shrinking: each example trains
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(picks=st.lists(st.sampled_from(sorted(CHOICES)), min_size=1, max_size=5, unique=True),
+       data=st.data())
+def test_random_overrides_train_or_fail_with_config_error(picks, data, tmp_path_factory):
+    overrides = [f"{key}={data.draw(st.sampled_from(CHOICES[key]), label=key)}" for key in picks]
+    out = tmp_path_factory.mktemp("prop")
+    cfg = compose_config([*TINY, "+trainer.fast_dev_run=true", *overrides], out)
+    try:
+        summary = train(cfg)
+    except ConfigError:
+        assert read_summary(out)["status"] == "failed"
+        return
+    assert summary["status"] == "completed", (overrides, summary.get("reason"))
+
+
+# ------------------------------------------------------------ failures at run time
+
+
+def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(make_cfg):
+    # One sane epoch, then the learning rate is multiplied by 1e30: the weights overflow in epoch 2.
+    cfg = make_cfg("trainer.max_epochs=3",
+                   "scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,_partial_:true,gamma:1e30}")
+    summary = train(cfg)
+    assert summary["status"] == "failed"
+    assert summary["reason"].startswith("diverged: ") and "epoch 1" in summary["reason"]
+    out = Path(cfg.paths.output_dir)
+    assert read_summary(out)["status"] == "failed"
+    assert "DivergenceError" in (out / "traceback.txt").read_text()
+    ckpt = torch.load(summary["last_checkpoint"], weights_only=False)
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] == STEPS_PER_EPOCH  # not overwritten by epoch 1
+    assert all(torch.isfinite(w).all() for w in ckpt["state_dict"].values())
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+
+
+def test_exception_during_fit_is_recorded_with_traceback(make_cfg):
+    cfg = make_cfg("+callbacks.crash._target_=reliability_callbacks.FailAt", "+callbacks.crash.step=3")
+    summary = train(cfg)
+    assert summary["status"] == "failed"
+    assert summary["reason"] == "RuntimeError: simulated crash at step 3"
+    trace = Path(summary["traceback"]).read_text()
+    assert "Traceback" in trace and "reliability_callbacks.py" in trace
+
+
+def _as_multirun() -> None:
+    hydra_cfg = HydraConfig.get()
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.mode = RunMode.MULTIRUN
+
+
+def test_failed_job_returns_nan_in_multirun_and_exits_in_single_run(make_cfg):
+    cfg = make_cfg(*DIVERGING, "+optimized_metric=val/acc_best", subdir="single")
+    with pytest.raises(SystemExit) as info:
+        run_job(cfg)
+    assert info.value.code == 1
+    cfg = make_cfg(*DIVERGING, "+optimized_metric=val/acc_best", subdir="multi")
+    _as_multirun()
+    assert math.isnan(run_job(cfg))
+    assert read_summary(cfg.paths.output_dir)["status"] == "failed"
+    cfg = make_cfg("data.delay=abc", "+optimized_metric=val/acc_best", subdir="config")
+    _as_multirun()
+    assert math.isnan(run_job(cfg))  # a config error fails this job only
+    assert "data.delay" in read_summary(cfg.paths.output_dir)["reason"]
+
+
+def test_sigint_saves_checkpoint_and_same_config_resumes(make_cfg, tmp_path):
+    """A real SIGINT to this process mid-epoch; the same config in the same folder resumes."""
+    marker = tmp_path / "paused"
+    cfg = make_cfg("trainer.max_epochs=2", *pause_at(11, marker))
+    sender = threading.Thread(target=lambda: (wait_for(marker), os.kill(os.getpid(), signal.SIGINT)))
+    sender.start()
+    summary = train(cfg)
+    sender.join()
+    assert summary["status"] == "interrupted" and summary["reason"] == "received SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    ckpt = torch.load(summary["last_checkpoint"], weights_only=False)
+    assert ckpt["global_step"] == 11  # mid-epoch 2, at a batch boundary
+    resumed = train(cfg)
+    assert resumed["status"] == "completed"
+    assert resumed["resumed_from"] == summary["last_checkpoint"]
+    final = torch.load(summary["last_checkpoint"], weights_only=False)
+    assert final["global_step"] == 2 * STEPS_PER_EPOCH  # no step trained twice or skipped
+    assert "test/acc" in resumed["metrics"]
+
+
+def test_skip_completed_returns_stored_summary_without_training(make_cfg):
+    cfg = make_cfg()
+    first = train(cfg)
+    again = train(make_cfg("skip_completed=true"))
+    assert again == first == read_summary(cfg.paths.output_dir)
+    assert not np.isnan(again["metrics"]["test/acc"])
+
+
+# ---------------------------------------------------------------- command line
+
+
+def run_cli(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stm_lab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**ENV, "PYTHONPATH": str(TESTS)}, **kw)
+
+
+def test_sigterm_checkpoints_and_same_command_resumes_with_same_wandb_run(tmp_path):
+    """A pre-empted job: SIGTERM from outside, then the very same command resumes it."""
+    run_dir, marker = tmp_path / "run", tmp_path / "paused"
+    args = [*[a for a in TINY if not a.startswith("logger=")], "logger=wandb", "trainer.max_epochs=2",
+            *pause_at(5, marker), f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, "-m", "stm_lab", *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**ENV, "PYTHONPATH": str(TESTS)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(marker)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "interrupted (received SIGTERM)" in err and "Traceback" not in err
+    stopped = read_summary(run_dir)
+    assert stopped["status"] == "interrupted"
+    assert torch.load(stopped["last_checkpoint"], weights_only=False)["global_step"] == 5
+
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    done = read_summary(run_dir)
+    assert done["status"] == "completed" and done["resumed_from"] == stopped["last_checkpoint"]
+    run_id = (run_dir / "wandb_id").read_text().strip()
+    assert stopped["wandb"]["id"] == done["wandb"]["id"] == run_id
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(p.name.endswith(run_id) for p in runs)
+
+
+def test_multirun_isolates_failures_and_resumes_with_skip_completed(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "optimizer.lr=-1,1e30,0.003", *SGD_UNCLIPPED, f"hydra.sweep.dir={sweep}", *TINY]
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    assert first["0"]["status"] == "failed" and "Invalid learning rate" in first["0"]["reason"]
+    assert first["1"]["status"] == "failed" and first["1"]["reason"].startswith("diverged")
+    assert first["2"]["status"] == "completed"
+    assert "Traceback" not in r.stderr
+
+    r = run_cli(*args, "skip_completed=true", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    second = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    assert second["2"] == first["2"]  # skipped: untouched
+    assert "already completed; skipped" in r.stderr
+    for job in ("0", "1"):  # the failed jobs ran again
+        assert second[job]["started"] != first[job]["started"]
