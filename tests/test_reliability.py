@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pytest
 import torch
 from conftest import TINY, compose_config
@@ -30,7 +29,7 @@ from test_cli import ENV
 
 from stm_lab.errors import ConfigError
 from stm_lab.run import run_job, train
-from stm_lab.summary import read_summary
+from stm_lab.summary import read_summary, write_json_atomic
 from stm_lab.tasks import TASKS, Task, TaskSpec
 from stm_lab.validation import check_data
 
@@ -154,19 +153,21 @@ def test_random_overrides_train_or_fail_with_config_error(picks, data, tmp_path_
 
 
 def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(make_cfg):
-    # One sane epoch, then the learning rate is multiplied by 1e30: the weights overflow in epoch 2.
-    cfg = make_cfg("trainer.max_epochs=3",
-                   "scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,_partial_:true,gamma:1e30}")
+    # Unclipped SGD whose learning rate grows 1e20-fold per epoch: two finite epochs, then
+    # the loss overflows early in the third.
+    cfg = make_cfg("trainer.max_epochs=4", *SGD_UNCLIPPED,
+                   "scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,_partial_:true,gamma:1e20}")
     summary = train(cfg)
     assert summary["status"] == "failed"
-    assert summary["reason"].startswith("diverged: ") and "epoch 1" in summary["reason"]
+    assert summary["reason"].startswith("diverged: ") and "epoch 2" in summary["reason"]
     out = Path(cfg.paths.output_dir)
     assert read_summary(out)["status"] == "failed"
     assert "DivergenceError" in (out / "traceback.txt").read_text()
     ckpt = torch.load(summary["last_checkpoint"], weights_only=False)
-    assert ckpt["epoch"] == 0 and ckpt["global_step"] == STEPS_PER_EPOCH  # not overwritten by epoch 1
+    # The last finished epoch, not overwritten by the diverged state of epoch 2.
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 * STEPS_PER_EPOCH
     assert all(torch.isfinite(w).all() for w in ckpt["state_dict"].values())
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+    assert not list((out / "checkpoints").glob("epoch_002*"))
 
 
 def test_exception_during_fit_is_recorded_with_traceback(make_cfg):
@@ -219,12 +220,22 @@ def test_sigint_saves_checkpoint_and_same_config_resumes(make_cfg, tmp_path):
     assert "test/acc" in resumed["metrics"]
 
 
-def test_skip_completed_returns_stored_summary_without_training(make_cfg):
+def test_killed_run_resumes_and_completed_run_is_skipped(make_cfg):
     cfg = make_cfg()
     first = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    # skip_completed: the stored summary comes back and nothing runs (the file is untouched).
     again = train(make_cfg("skip_completed=true"))
-    assert again == first == read_summary(cfg.paths.output_dir)
-    assert not np.isnan(again["metrics"]["test/acc"])
+    assert again == first == read_summary(out)
+    # A job killed outright leaves status "running": the same config resumes from last.ckpt.
+    write_json_atomic(out / "summary.json", {**first, "status": "running"})
+    resumed = train(make_cfg())
+    assert resumed["status"] == "completed"
+    assert resumed["resumed_from"] == str(out / "checkpoints" / "last.ckpt")
+    assert torch.load(resumed["resumed_from"], weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    # A different config in the same folder does not pick up that checkpoint.
+    write_json_atomic(out / "summary.json", {**first, "status": "running"})
+    assert train(make_cfg("seed=1"))["resumed_from"] is None
 
 
 # ---------------------------------------------------------------- command line
