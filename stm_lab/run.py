@@ -112,8 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         validate(cfg)  # every config error, before any data or training
         ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), previous, config, checkpoint_dir(cfg))
-    except ConfigError as e:
-        record("failed", reason=f"config error: {e}")
+    except (ConfigError, DataError) as e:  # a task may check its data file when it is built
+        record("failed", reason=f"{'config' if isinstance(e, ConfigError) else 'data'} error: {e}")
         raise
     record("running", resumed_from=ckpt_path)
 

@@ -260,9 +260,9 @@ def _scheduler_names() -> str:
 
 def check_root(cfg: DictConfig) -> None:
     """Top-level scalars have their types; a ``+key`` added on the command line must be known."""
-    for key, hint in ROOT_KEYS.items():
-        if key in cfg:
-            check_value(key, OmegaConf.to_container(cfg, resolve=True)[key], hint)
+    root = {k: cfg[k] for k in ROOT_KEYS if k in cfg}
+    for key, value in OmegaConf.to_container(OmegaConf.create(root), resolve=True).items():
+        check_value(key, value, ROOT_KEYS[key])
     if not HydraConfig.initialized():
         return
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -36,9 +36,9 @@ from stm_lab.validation import check_data
 TESTS = Path(__file__).parent
 # Steps per epoch with TINY: 256 training sequences in batches of 32.
 STEPS_PER_EPOCH = 8
-# Plain SGD at a huge rate, unclipped: the weights overflow float32 at the second step.
+# Plain SGD at a rate near float32's limit, unclipped: the loss overflows within a few steps.
 SGD_UNCLIPPED = ["optimizer._target_=torch.optim.SGD", "trainer.gradient_clip_val=null"]
-DIVERGING = [*SGD_UNCLIPPED, "optimizer.lr=1e30"]
+DIVERGING = [*SGD_UNCLIPPED, "optimizer.lr=1e38"]
 
 
 def pause_at(step: int, marker: Path) -> list[str]:
@@ -132,7 +132,7 @@ CHOICES = {
 }
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+@settings(max_examples=10, deadline=None, derandomize=True, database=None,
           phases=(Phase.explicit, Phase.generate),  # no shrinking: each example trains
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(picks=st.lists(st.sampled_from(sorted(CHOICES)), min_size=1, max_size=5, unique=True),
@@ -278,7 +278,7 @@ def test_sigterm_checkpoints_and_same_command_resumes_with_same_wandb_run(tmp_pa
 
 def test_multirun_isolates_failures_and_resumes_with_skip_completed(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "optimizer.lr=-1,1e30,0.003", *SGD_UNCLIPPED, f"hydra.sweep.dir={sweep}", *TINY]
+    args = ["-m", "optimizer.lr=-1,1e38,0.003", *SGD_UNCLIPPED, f"hydra.sweep.dir={sweep}", *TINY]
     r = run_cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     first = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
