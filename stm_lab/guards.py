@@ -9,7 +9,6 @@ boundary, with a ``last.ckpt`` the same command resumes from.
 
 from __future__ import annotations
 
-import math
 import signal
 from pathlib import Path
 from types import FrameType
@@ -31,13 +30,16 @@ class DivergenceGuard(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        # A step can leave NaN weights behind a finite loss; the next checkpoint must not save
+        # them. One device-to-host sync per step for both checks.
+        weights_ok = torch.stack([torch.isfinite(p.detach()).all() for p in pl_module.parameters()]).all()
+        loss_ok = torch.isfinite(loss.detach()).all() if isinstance(loss, torch.Tensor) else weights_ok
+        if bool(weights_ok & loss_ok):
+            return
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
-        if loss is not None and not math.isfinite(float(loss)):
+        if not bool(loss_ok):
             raise DivergenceError(f"diverged: training loss is {float(loss)} at {where}")
-        # A step can leave NaN weights behind a finite loss; the next checkpoint must not save them.
-        finite = torch.stack([torch.isfinite(p.detach()).all() for p in pl_module.parameters()])
-        if not bool(finite.all()):
-            raise DivergenceError(f"diverged: weights became non-finite at {where}")
+        raise DivergenceError(f"diverged: weights became non-finite at {where}")
 
 
 class StopOnSignal(Callback):
