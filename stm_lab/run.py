@@ -150,7 +150,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trace.write_text(traceback.format_exc())
         summary = record("failed", reason=f"{type(e).__name__}: {e}" if not isinstance(e, DivergenceError)
                          else str(e), traceback=str(trace), metrics=_partial(trainer),
-                         last_checkpoint=_last_checkpoint(cfg), wandb=wandb_run_info(loggers))
+                         last_checkpoint=_last_checkpoint(cfg), wandb=_wandb_info(loggers))
     except BaseException as e:  # SIGINT/SIGTERM: the state to resume from is saved
         if stop.signum is None and not isinstance(e, KeyboardInterrupt):
             record("failed", reason=f"{type(e).__name__}: {e}")
@@ -159,11 +159,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = str(stop.checkpoint) if stop.checkpoint else _last_checkpoint(cfg)
         summary = record("interrupted", reason=f"received {name}", signal=stop.signum or int(signal.SIGINT),
                          last_checkpoint=checkpoint, metrics=_partial(trainer),
-                         wandb=wandb_run_info(loggers))
+                         wandb=_wandb_info(loggers))
         exit_code = 128 + (stop.signum or int(signal.SIGINT))
     finally:
         finish_wandb(exit_code)
     return summary
+
+
+def _wandb_info(loggers: list) -> dict[str, str] | None:
+    """The W&B run, if one can be named: never a second error while recording the first."""
+    try:
+        return wandb_run_info(loggers)
+    except Exception:
+        return None
 
 
 def _partial(trainer: pl.Trainer | None) -> dict[str, float]:
