@@ -86,6 +86,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "cell": cfg.cell.name,
             "seed": cfg.seed,
             "chance": spec.chance,
+            "chance_metric": spec.headline,  # the metric the chance level is for (acc, recall, mse, mc)
             "chance_note": spec.chance_note,
             "metrics": metrics,
             "started": started.isoformat(),
@@ -112,10 +113,11 @@ def print_report(summary: dict[str, Any]) -> None:
     table = Table(title=f"stm_lab · {summary['task']} · {summary['cell']} · seed {summary['seed']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in ("test/acc", "test/recall", "test/acc_sequence", "test/mse", "val/acc_best", "val/mse_best"):
+    for key in ("test/acc", "test/recall", "test/recall_pos", "test/acc_sequence", "test/mse", "test/mc",
+                "val/acc_best", "val/recall_best", "val/mse_best", "val/mc_best"):
         if key in m:
             table.add_row(key, f"{m[key]:.4f}")
-    table.add_row("chance", f"{summary['chance']:.4f}")
+    table.add_row(f"chance ({summary['chance_metric']})", f"{summary['chance']:.4f}")
     table.add_row("run time", f"{summary['wall_time_s']:.1f} s")
     table.add_row("outputs", summary["output_dir"])
     Console().print(table)
