@@ -12,7 +12,7 @@ import pytest
 from conftest import CONF, TINY
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_DATASETS_OFFLINE": "1",
-       "HF_HUB_OFFLINE": "1"}
+       "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
