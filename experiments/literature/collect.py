@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(out: str) -> None:
     rows = []
-    for path in sorted(Path(out).glob("*/summary.json")):
+    for path in sorted(Path(out).glob("**/summary.json")):
         s = json.loads(path.read_text())
         m, d = s["metrics"], s["config"]["data"]
         task = s["task"]
@@ -32,6 +32,11 @@ def main(out: str) -> None:
             test = build_task(d).make_split("test", d["n_test"], s["seed"])
             baseline = float(np.mean((test["y"][:, -1, 0] - 1.0) ** 2))
             metric, value, extra = "test/mse", m["test/mse"], None
+        elif task == "memory_capacity":
+            head = s["config"]["head"]["name"]
+            setting = (f"K={d['max_delay']} scale={d['input_scale']} "
+                       f"readout={'ridge, frozen untrained net' if head == 'ridge' else 'trained end to end'}")
+            metric, value, baseline, extra = "test/mc", m["test/mc"], s["chance"], None
         else:
             setting = f"mode={d['mode']} permute={d['permute']}"
             metric, value, baseline, extra = "test/acc", m["test/acc"], s["chance"], None

@@ -18,4 +18,8 @@ for cell in rnn lstm gru; do
   nice -n 10 python -m stm_lab +experiment=seq_digits_${cell} data.batch_size=64 \
     cell.hidden_size=64 trainer.max_epochs=40 $COMMON hydra.run.dir=$OUT/seq_digits_${cell}
 done
+# Memory capacity of 20-unit nets, delays 1..40 (no published table to compare with):
+# Jaeger's ridge readout on the frozen untrained net, and the net trained end to end.
+nice -n 10 python -m stm_lab -m +experiment=mc_probe_rnn,mc_probe_lstm,mc_probe_gru,memory_capacity_rnn,memory_capacity_lstm,memory_capacity_gru \
+  $COMMON hydra.sweep.dir=$OUT/memory_capacity
 python experiments/literature/collect.py $OUT
