@@ -1,4 +1,5 @@
-"""Metrics on the scored steps only: accuracy, macro recall, serial-position accuracy, MSE.
+"""Metrics on the scored steps only: accuracy, macro recall, positive-class recall,
+serial-position accuracy, MSE, per-delay r^2 and memory capacity.
 
 Every metric here is a torchmetrics ``Metric`` with summed states, so the result is
 the same however the data is split into batches or devices.
@@ -58,6 +59,70 @@ class SequenceAccuracy(Metric):
         return self.correct / self.total.clamp(min=1)
 
 
+class PositiveRecall(Metric):
+    """Recall of class 1 (the hit rate of a detection task such as n-back): TP / (TP + FN)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("hits", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("positives", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        pos = target == 1
+        self.hits += (preds.argmax(-1)[pos] == 1).sum()
+        self.positives += pos.sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.hits / self.positives.clamp(min=1)
+
+
+class LagR2(Metric):
+    """Squared Pearson correlation between each target column and its prediction.
+
+    For memory capacity, column k-1 holds u(t-k), so ``compute()`` is the r^2 curve
+    MC_1..MC_K (Jaeger 2001). The states are plain sums (n, sum of y, y^2, prediction,
+    prediction^2, product), so the result does not depend on how the data are batched.
+    """
+
+    full_state_update = False
+
+    def __init__(self, outputs: int) -> None:
+        super().__init__()
+        for name in ("sy", "sp", "syy", "spp", "syp"):
+            self.add_state(name, torch.zeros(outputs, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        p, y = preds.detach().double(), target.double()
+        self.sy += y.sum(0)
+        self.sp += p.sum(0)
+        self.syy += (y * y).sum(0)
+        self.spp += (p * p).sum(0)
+        self.syp += (y * p).sum(0)
+        self.n += y.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        n = self.n.clamp(min=1)
+        cov = self.syp / n - (self.sy / n) * (self.sp / n)
+        var_y = self.syy / n - (self.sy / n) ** 2
+        var_p = self.spp / n - (self.sp / n) ** 2
+        # A constant prediction carries no information: r^2 = 0, not 0/0.
+        r2 = torch.where(var_p > 1e-12, cov**2 / (var_y * var_p).clamp(min=1e-30), torch.zeros_like(cov))
+        return r2.clamp(0.0, 1.0).float()
+
+
+class MemoryCapacity(LagR2):
+    """MC = sum over delays of r^2 (Jaeger 2001): a scalar, for logging beside the curve."""
+
+    def compute(self) -> torch.Tensor:
+        return super().compute().sum()
+
+
+EXTRA_METRICS = {"recall_pos": PositiveRecall, "mc": MemoryCapacity}
+
+
 def split_metrics(spec: TaskSpec, split: str) -> MetricCollection:
     """The scalar metrics logged as ``{split}/name`` for a task."""
     if spec.is_classification:
@@ -67,7 +132,10 @@ def split_metrics(spec: TaskSpec, split: str) -> MetricCollection:
             "recall": MulticlassRecall(num_classes=n, average="macro"),
         }
     else:
-        metrics = {"mse": MeanSquaredError()}
+        metrics = {"mse": MeanSquaredError()}  # over every scored step and output
+    for name in spec.extra_metrics:
+        cls = EXTRA_METRICS[name]
+        metrics[name] = cls(spec.output_size) if cls is MemoryCapacity else cls()
     return MetricCollection(metrics, prefix=f"{split}/")
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
 from stm_lab.metrics import (
+    LagR2,
     SequenceAccuracy,
     SerialPositionAccuracy,
     scored_positions,
@@ -53,15 +54,21 @@ class MemoryModel(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.config = config  # stored in every checkpoint, so one file reproduces the run
         self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("train", "val", "test")})
-        if spec.is_classification:
-            self.best_name, self.val_best = "val/acc_best", MaxMetric()
-            self.monitor_name = "val/acc"
-            if spec.positions:
-                self.test_positions = SerialPositionAccuracy(spec.positions)
-                self.test_sequence_acc = SequenceAccuracy()
-        else:
-            self.best_name, self.val_best = "val/mse_best", MinMetric()
-            self.monitor_name = "val/mse"
+        # Model selection tracks the task's headline metric (the one its chance level is for):
+        # val/acc for most tasks, val/recall for n-back, val/mse for adding, val/mc for memory capacity.
+        self.monitor_name = f"val/{spec.headline}"
+        self.best_name = f"{self.monitor_name}_best"
+        self.val_best = MinMetric() if spec.lower_is_better else MaxMetric()
+        if spec.is_classification and spec.positions:
+            self.test_positions = SerialPositionAccuracy(spec.positions)
+            self.test_sequence_acc = SequenceAccuracy()
+        if "mc" in spec.extra_metrics:
+            self.test_r2 = LagR2(spec.output_size)
+        # A closed-form readout (head=ridge) sits on a frozen network: nothing is trained by SGD.
+        self.closed_form = bool(getattr(head, "closed_form", False))
+        if self.closed_form:
+            self.encoder.requires_grad_(False)
+            self.core.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Predictions at the scored steps: (N, output_size), aligned with ``y[mask]``."""
@@ -84,8 +91,29 @@ class MemoryModel(pl.LightningModule):
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=n)
         return loss, out, target
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if self.closed_form:
+            return None  # the readout is solved, not trained; the network is frozen
         return self._step(batch, "train")[0]
+
+    @torch.no_grad()
+    def fit_closed_form_head(self) -> None:
+        """Solve the ridge readout on the training split's states at the scored steps."""
+        def states():
+            for batch in self.trainer.datamodule.train_dataloader():
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                h = self.core(self.encoder(batch["x"]))
+                yield h[batch["mask"]], batch["y"][batch["mask"]]
+
+        self.head.fit(states())
+
+    def on_validation_start(self) -> None:
+        if self.closed_form and not self.head.fitted:
+            self.fit_closed_form_head()
+
+    def on_test_start(self) -> None:
+        if self.closed_form and not self.head.fitted:
+            self.fit_closed_form_head()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -96,6 +124,8 @@ class MemoryModel(pl.LightningModule):
             row, position = scored_positions(batch["mask"])
             self.test_positions.update(out, target, position)
             self.test_sequence_acc.update(out, target, row, batch["mask"].shape[0])
+        if hasattr(self, "test_r2"):
+            self.test_r2.update(out, target)
 
     def on_train_start(self) -> None:
         self.val_best.reset()  # forget the sanity-check epoch
@@ -114,9 +144,16 @@ class MemoryModel(pl.LightningModule):
             self.log("test/acc_sequence", self.test_sequence_acc.compute())
             self.test_positions.reset()
             self.test_sequence_acc.reset()
+        if hasattr(self, "test_r2"):  # the memory-capacity curve: r^2 at each delay k
+            for k, r2 in enumerate(self.test_r2.compute(), start=1):
+                self.log(f"test/r2_lag_{k}", r2)
+            self.test_r2.reset()
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if not trainable:  # head=ridge on a frozen network
+            return None
+        optimizer = self.optimizer_factory(params=trainable)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer,

@@ -138,7 +138,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
                 metrics.update(_scalars(result))
-        summary = record("completed", chance=spec.chance, chance_note=spec.chance_note, metrics=metrics,
+        summary = record("completed", chance=spec.chance, chance_metric=spec.headline,
+                         chance_note=spec.chance_note, metrics=metrics,
                          best_checkpoint=best or None, resumed_from=ckpt_path,
                          wandb=wandb_run_info(loggers))
         exit_code = 0
@@ -191,10 +192,11 @@ def print_report(summary: dict[str, Any]) -> None:
     table = Table(title=f"stm_lab · {summary['task']} · {summary['cell']} · seed {summary['seed']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in ("test/acc", "test/recall", "test/acc_sequence", "test/mse", "val/acc_best", "val/mse_best"):
+    for key in ("test/acc", "test/recall", "test/recall_pos", "test/acc_sequence", "test/mse", "test/mc",
+                "val/acc_best", "val/recall_best", "val/mse_best", "val/mc_best"):
         if key in m:
             table.add_row(key, f"{m[key]:.4f}")
-    table.add_row("chance", f"{summary['chance']:.4f}")
+    table.add_row(f"chance ({summary['chance_metric']})", f"{summary['chance']:.4f}")
     table.add_row("run time", f"{summary['wall_time_s']:.1f} s")
     table.add_row("outputs", summary["output_dir"])
     Console().print(table)

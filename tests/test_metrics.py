@@ -61,7 +61,7 @@ def test_sequence_head_needs_one_scored_step():
     spec = CopyTask(delay=2, list_length=3).spec
     with pytest.raises(ConfigError, match="head.*per_step"):
         build_head("sequence", 5, spec)
-    with pytest.raises(ConfigError, match="head.name.*per_step, sequence"):
+    with pytest.raises(ConfigError, match="head.name.*per_step, ridge, sequence"):
         build_head("attention", 5, spec)
 
 

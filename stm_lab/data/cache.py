@@ -16,20 +16,15 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from stm_lab.tasks.spec import Task
+from stm_lab.tasks.spec import SPLITS, Task, split_rng
 
-SPLITS = ("train", "val", "test")
-
-
-def split_rng(seed: int, split: str) -> np.random.Generator:
-    """Independent streams per split from one seed: train, val and test never share draws."""
-    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split)]))
+__all__ = ["SPLITS", "cache_key", "materialise", "split_rng"]
 
 
 def cache_key(task: Task, split: str, n: int, seed: int) -> str:
     blob = json.dumps(
         {"task": task.name, "version": task.version, "params": task.params(),
-         "split": split, "n": n, "seed": seed},
+         "split": split, "n": n, "seed": seed, "source": task.fingerprint()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -53,14 +48,15 @@ def _features(arrays: dict[str, np.ndarray]) -> datasets.Features:
 def materialise(task: Task, split: str, n: int, seed: int, cache_dir: str | Path | None) -> datasets.Dataset:
     """The ``split`` of ``task`` with ``n`` sequences, generated once and then loaded from the cache.
 
-    With ``cache_dir=None`` the split is generated in memory every time.
+    With ``cache_dir=None`` the split is generated in memory every time. Tasks on real data
+    come through the same path (:meth:`Task.make_split` loads and encodes them).
     """
     if cache_dir is None:
-        arrays = task.generate(n, split_rng(seed, split))
+        arrays = task.make_split(split, n, seed)
         return datasets.Dataset.from_dict(arrays, features=_features(arrays))
     path = Path(cache_dir).expanduser() / task.name / f"{split}-{cache_key(task, split, n, seed)}"
     if not path.exists():
-        arrays = task.generate(n, split_rng(seed, split))
+        arrays = task.make_split(split, n, seed)
         ds = datasets.Dataset.from_dict(arrays, features=_features(arrays))
         # Parallel jobs may build the same split: write aside, then rename into place.
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")

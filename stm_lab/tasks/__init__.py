@@ -1,6 +1,17 @@
 """Memory tasks: one file per task, each registered in :data:`TASKS` under its ``data.task`` name."""
 
-from stm_lab.tasks import copy  # noqa: F401  (registers the task)
+# Importing a task module registers it.
+from stm_lab.tasks import (  # noqa: F401
+    adding,
+    associative_recall,
+    copy,
+    dms,
+    memory_capacity,
+    nback,
+    seq_digits,
+    serial_recall,
+    text,
+)
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.spec import Task, TaskSpec
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from stm_lab.errors import ConfigError
 
+SPLITS = ("train", "val", "test")
+
 InputKind = Literal["tokens", "real"]
 OutputKind = Literal["classes", "regression"]
 Scored = Literal["steps", "one"]
@@ -37,10 +39,22 @@ class TaskSpec:
     positions: int | None = None  # scored steps per sequence, for serial-position metrics
     paper: str = ""
     tags: tuple[str, ...] = ()
+    # The headline metric the chance level refers to ("" = acc for classes, mse for regression);
+    # it is also what model selection tracks as val/<metric>_best.
+    metric: str = ""
+    extra_metrics: tuple[str, ...] = ()  # more metrics for every split: "recall_pos", "mc"
 
     @property
     def is_classification(self) -> bool:
         return self.output_kind == "classes"
+
+    @property
+    def headline(self) -> str:
+        return self.metric or ("acc" if self.is_classification else "mse")
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.headline in ("mse", "loss")
 
 
 @dataclass(frozen=True)
@@ -64,12 +78,28 @@ class Task:
         """Make ``n`` sequences: arrays ``x``, ``y``, ``mask`` as described in :class:`TaskSpec`."""
         raise NotImplementedError
 
+    def make_split(self, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
+        """The arrays of one split. Generated tasks draw ``n`` sequences from the split's own
+        seed stream; tasks on real data override this to load, partition and encode their
+        data (``n`` is then an upper bound on the split's size)."""
+        return self.generate(n, split_rng(seed, split))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Anything besides the parameters that decides the data (e.g. a local file's size and
+        modification time): part of the cache key, so an edited file is never served stale."""
+        return {}
+
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def require(self, ok: bool, key: str, allowed: str) -> None:
         if not ok:
             raise ConfigError(f"data.{key}", getattr(self, key), allowed)
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """Independent streams per split from one seed: train, val and test never share draws."""
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split)]))
 
 
 def task_field(default: Any, doc: str) -> Any:
