@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from stm_lab.errors import ConfigError, DataError
+from stm_lab.metrics import CURVE_RE
 from stm_lab.summary import SUMMARY
 
 # Short names a user can type for the usual sweep axes.
@@ -42,8 +43,6 @@ SHORT_KEYS = {
     "num_layers": "cell.num_layers",
     "lr": "optimizer.lr",
 }
-# Per-run curves: metric names ending in `_pos_<i>` (serial position) or `_lag_<k>` (delay).
-CURVE_RE = re.compile(r"^(?P<name>.+_(?P<axis>pos|lag))_(?P<i>\d+)$")
 COMPLETED = "completed"
 
 
@@ -160,8 +159,10 @@ def resolve_key(df: pd.DataFrame, key: str, what: str = "key") -> str:
         return tail[0]
     config_keys = sorted(c for c in df.columns if "." in c and "/" not in c)
     metric_keys = sorted(c for c in df.columns if "/" in c)
-    allowed = sorted(k for k, v in SHORT_KEYS.items() if v in df.columns)
-    allowed += metric_keys if what == "metric" else config_keys + ["seed"]
+    if what == "metric":
+        allowed = metric_keys
+    else:
+        allowed = sorted(k for k, v in SHORT_KEYS.items() if v in df.columns) + config_keys + ["seed"]
     hint = f"ambiguous: {', '.join(tail)}" if len(tail) > 1 else "not found in any run"
     raise ConfigError(f"--{what}", key, allowed, hint=hint)
 
@@ -192,13 +193,25 @@ def aggregate(df: pd.DataFrame, metric: str, by: Sequence[str] = (), over: str |
     g = data.groupby(keys, dropna=False)
     out = g[metric].agg(mean="mean", std="std", n="count").reset_index()
     out["std"] = out["std"].fillna(0.0)
-    out["chance"] = g["chance"].mean().to_numpy()
+    chance = g["chance"].mean().to_numpy()
+    out["chance"] = [metric_chance(metric, c) for c in chance]
     return out.sort_values(keys).reset_index(drop=True)
 
 
 def default_threshold(chance: float) -> float:
     """Halfway between chance and perfect."""
     return (chance + 1.0) / 2.0
+
+
+def metric_chance(metric: str, run_chance: float) -> float | None:
+    """The chance level of ``metric``: the run's own for accuracy and recall, 0 for an r²,
+    unknown (None) for anything else (e.g. MSE, memory capacity: give ``--threshold``)."""
+    name = metric.split("/")[-1]
+    if name.startswith(("acc", "recall")):
+        return None if pd.isna(run_chance) else float(run_chance)
+    if name.startswith("r2"):
+        return 0.0
+    return None
 
 
 def _span_of(xs: np.ndarray, ys: np.ndarray, threshold: float) -> float:
@@ -218,7 +231,7 @@ def memory_span(df: pd.DataFrame, metric: str, over: str, by: Sequence[str] = ()
     For each group and seed, the span is the longest ``over`` value (delay or list length)
     at which ``metric`` stays above the threshold at that value and at every shorter one;
     0 means it fails already at the shortest value tested. ``threshold`` defaults to halfway
-    between chance (read from the runs' summaries) and 1. ``censored`` counts seeds that
+    between chance (read from the runs' summaries; 0 for an r²) and 1. ``censored`` counts seeds that
     pass at the longest value tested: their true span is at least that long.
     """
     data = df.dropna(subset=[metric, over])
@@ -226,7 +239,10 @@ def memory_span(df: pd.DataFrame, metric: str, over: str, by: Sequence[str] = ()
     for key, gdf in data.groupby(list(by), dropna=False) if by else [((), data)]:
         key = key if isinstance(key, tuple) else (key,)
         spans, censored = [], 0
-        chance = float(gdf["chance"].mean()) if gdf["chance"].notna().any() else 0.0
+        chance = metric_chance(metric, gdf["chance"].mean())
+        if threshold is None and chance is None:
+            raise ConfigError("--threshold", None, "a number",
+                              hint=f"{metric} has no chance level to put the memory-span threshold by")
         thr = default_threshold(chance) if threshold is None else threshold
         longest = float(gdf[over].max())
         for _, sdf in gdf.groupby("seed", dropna=False):
@@ -246,7 +262,7 @@ def curve_families(df: pd.DataFrame) -> dict[str, list[tuple[int, str]]]:
     fams: dict[str, list[tuple[int, str]]] = {}
     for c in df.columns:
         m = CURVE_RE.match(str(c))
-        if m and "/" in c:
+        if m:
             fams.setdefault(m["name"], []).append((int(m["i"]), c))
     return {k: sorted(v) for k, v in sorted(fams.items())}
 
@@ -379,7 +395,8 @@ def compare(df: pd.DataFrame, metric: str = "test/acc", by: Sequence[str] = ("ce
     over = resolve_key(done, over, "over") if over else None
     agg = aggregate(done, metric, by, over)
     numeric_over = over is not None and pd.api.types.is_numeric_dtype(done[over])
-    spans = memory_span(done, metric, over, by, threshold) if numeric_over else None
+    has_chance = metric_chance(metric, 0.0) is not None or threshold is not None
+    spans = memory_span(done, metric, over, by, threshold) if numeric_over and has_chance else None
     families = curve_families(done)
     result: dict[str, Any] = {"runs": done, "aggregate": agg, "span": spans, "skipped": skipped,
                               "metric": metric, "by": by, "over": over, "files": []}

@@ -18,7 +18,8 @@ from stm_lab.cells import RecurrentCore
 from stm_lab.data import MODULE_KEYS, MemoryDataModule, build_task
 from stm_lab.errors import ConfigError, DataError
 from stm_lab.heads import build_head
-from stm_lab.loggers import build_loggers, finish_wandb, log_config, wandb_run_info
+from stm_lab.loggers import build_loggers, finish_wandb, log_config, log_curves, wandb_run_info
+from stm_lab.metrics import metric_curves
 from stm_lab.model import InputEncoder, MemoryModel
 from stm_lab.summary import SUMMARY, git_commit, library_versions, write_json_atomic
 
@@ -80,6 +81,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
             metrics.update(_scalars(result))
+        # The serial-position curve (and any per-lag curve) as lists, beside the scalars.
+        curves = metric_curves(metrics)
+        log_curves(loggers, curves)
         summary = {
             "status": "completed",
             "task": cfg.data.task,
@@ -88,6 +92,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "chance": spec.chance,
             "chance_note": spec.chance_note,
             "metrics": metrics,
+            "curves": {name: list(c.values()) for name, c in curves.items()},
             "started": started.isoformat(),
             "wall_time_s": round(time.perf_counter() - t0, 3),
             "output_dir": str(out_dir),

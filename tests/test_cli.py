@@ -47,7 +47,8 @@ def test_multirun_2x2_separate_runs_and_wandb(tmp_path):
         assert len(files) == 1, files  # exactly one W&B run per job: no bleeding between jobs
         blob = files[0].read_bytes()
         assert s["wandb"]["id"].encode() in blob
-        for key in (b"test/acc", b"val/acc_best", b"train/loss_step"):
+        # test/acc_pos_curve: the serial-position table and its line plot
+        for key in (b"test/acc", b"val/acc_best", b"train/loss_step", b"test/acc_pos_curve"):
             assert key in blob
     assert seen == {("rnn", 0), ("rnn", 1), ("gru", 0), ("gru", 1)}
     ids = {json.loads(p.read_text())["wandb"]["id"] for p in summaries}
