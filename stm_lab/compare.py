@@ -289,7 +289,8 @@ def _slug(s: str) -> str:
 
 def _label(key: tuple[Any, ...] | Any, by: Sequence[str]) -> str:
     key = key if isinstance(key, tuple) else (key,)
-    return ", ".join(f"{v}" if len(by) == 1 else f"{b}={v}" for b, v in zip(by, key, strict=True)) or "all"
+    # The keys are in the legend's title; the label holds only the values.
+    return ", ".join(str(v) for v in key) or "all"
 
 
 def plot_metric(agg: pd.DataFrame, metric: str, by: Sequence[str], over: str, path: Path,
@@ -316,7 +317,7 @@ def plot_metric(agg: pd.DataFrame, metric: str, by: Sequence[str], over: str, pa
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel(over)
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
-    ax.legend(title=", ".join(by) or None, fontsize=8)
+    ax.legend(title=", ".join(by) or None, fontsize=8, title_fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -342,7 +343,7 @@ def plot_curves(curves: pd.DataFrame, name: str, by: Sequence[str], over: str | 
         ax.set_xlabel("serial position" if name.endswith("_pos") else "lag k")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(name)
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(title=", ".join(by) or None, fontsize=7, title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

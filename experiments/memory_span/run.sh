@@ -4,7 +4,8 @@
 #   rnn_default_init: rnn with torch's default recurrent init (as in Bai et al. 2018)       = 12 runs
 # Runs one after another (~35 min on a shared 2-core CPU). From the repository root:
 #   bash experiments/memory_span/run.sh
-# SWEEP_DIR=... moves the runs (default outputs/memory_span). Re-running the comparison alone:
+# SWEEP_DIR=... moves the runs (default outputs/memory_span); SKIP_CELLS=1 skips the first sweep
+# (e.g. to add the second to a finished first one). Re-running the comparison alone:
 #   python -m stm_lab.compare outputs/memory_span --by cell recurrent_init --over delay --out results/memory_span
 set -euo pipefail
 cd "$(dirname "$0")/../.."
