@@ -26,7 +26,8 @@ def test_experiment_runs_fast_dev_run(name, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed"
-    assert summary["cell"] == name.split("_")[-1]
+    if name.split("_")[-1] in ("rnn", "lstm", "gru"):  # copy_lstm: one cell; memory_span: a sweep preset
+        assert summary["cell"] == name.split("_")[-1]
     assert "test/acc" in summary["metrics"]
 
 
