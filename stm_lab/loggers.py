@@ -61,9 +61,31 @@ def log_config(loggers: list[Logger], config: dict[str, Any]) -> None:
     for lg in loggers:
         lg.log_hyperparams(config)
         if isinstance(lg, WandbLogger):
-            # Summaries the dashboard should show: best, not last, validation score.
-            lg.experiment.define_metric("val/acc_best", summary="max")
-            lg.experiment.define_metric("val/mse_best", summary="min")
+            # Summaries the dashboard should show: the best, not the last, validation score.
+            run = lg.experiment
+            for name, summary in (("val/acc_best", "max"), ("val/acc", "max"), ("val/recall", "max"),
+                                  ("val/mse_best", "min"), ("val/mse", "min"), ("val/loss", "min")):
+                run.define_metric(name, summary=summary)
+
+
+def log_curves(loggers: list[Logger], curves: dict[str, dict[int, float]]) -> None:
+    """Per-run curves (serial-position accuracy, r² per lag) as W&B tables with a line plot,
+    so each run's curve shows in the dashboard (other loggers already have the scalars)."""
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and curves:
+            log_wandb_curves(lg.experiment, curves)
+
+
+def log_wandb_curves(run: Any, curves: dict[str, dict[int, float]]) -> None:
+    import wandb
+
+    payload = {}
+    for name, curve in curves.items():
+        axis = "serial position" if name.endswith("_pos") else "lag"
+        value = name.split("/", 1)[1].rsplit("_", 1)[0]  # test/acc_pos -> acc, test/r2_lag -> r2
+        table = wandb.Table(columns=[axis, value], data=[[i, v] for i, v in curve.items()])
+        payload[f"{name}_curve"] = wandb.plot.line(table, axis, value, title=f"{name} ({run.name})")
+    run.log(payload)
 
 
 def wandb_run_info(loggers: list[Logger]) -> dict[str, str] | None:

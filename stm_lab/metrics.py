@@ -7,6 +7,8 @@ the same however the data is split into batches or devices.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
@@ -144,3 +146,18 @@ def scored_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     position = (mask.long().cumsum(1) - 1)[mask]
     row = mask.nonzero()[:, 0]
     return row, position
+
+
+# Per-run curves: scalar metrics named ``<split>/<name>_pos_<i>`` (serial position, from 1) or
+# ``<split>/<name>_lag_<k>`` (r² of recalling the input k steps back, from the memory-capacity task).
+CURVE_RE = re.compile(r"^(?P<name>[^/]+/.+_(?P<axis>pos|lag))_(?P<i>\d+)$")
+
+
+def metric_curves(metrics: dict[str, float]) -> dict[str, dict[int, float]]:
+    """Group scalar metrics into curves: ``{"test/acc_pos": {1: 0.98, 2: 0.95, ...}, ...}``."""
+    curves: dict[str, dict[int, float]] = {}
+    for key, value in metrics.items():
+        m = CURVE_RE.match(key)
+        if m:
+            curves.setdefault(m["name"], {})[int(m["i"])] = float(value)
+    return {name: dict(sorted(c.items())) for name, c in sorted(curves.items())}

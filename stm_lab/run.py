@@ -24,7 +24,8 @@ from stm_lab.data import MODULE_KEYS, MemoryDataModule, build_task
 from stm_lab.errors import ConfigError, DataError, DivergenceError
 from stm_lab.guards import DivergenceGuard, StopOnSignal
 from stm_lab.heads import build_head
-from stm_lab.loggers import build_loggers, finish_wandb, log_config, wandb_run_info
+from stm_lab.loggers import build_loggers, finish_wandb, log_config, log_curves, wandb_run_info
+from stm_lab.metrics import metric_curves
 from stm_lab.model import InputEncoder, MemoryModel
 from stm_lab.resume import is_completed, previous_summary, resume_checkpoint
 from stm_lab.summary import SUMMARY, TRACEBACK, git_commit, library_versions, write_json_atomic
@@ -138,8 +139,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
                 metrics.update(_scalars(result))
+            # The serial-position curve (and any per-lag curve) as lists, beside the scalars.
+            curves = metric_curves(metrics)
+            log_curves(loggers, curves)
         summary = record("completed", chance=spec.chance, chance_metric=spec.headline,
                          chance_note=spec.chance_note, metrics=metrics,
+                         curves={name: list(c.values()) for name, c in curves.items()},
                          best_checkpoint=best or None, resumed_from=ckpt_path,
                          wandb=wandb_run_info(loggers))
         exit_code = 0

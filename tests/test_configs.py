@@ -33,7 +33,8 @@ def test_experiment_composes_and_builds(name, tmp_path):
         extra = ["data.dataset=null", f"data.data_files={data}", "data.text_column=text", "data.test_split=null"]
     cfg = compose_config([f"+experiment={name}", "data.n_train=8", "data.n_val=8", "data.n_test=8", *extra],
                          tmp_path)
-    assert cfg.cell.name == name.split("_")[-1]
+    if name.split("_")[-1] in ("rnn", "lstm", "gru"):  # memory_span: a sweep preset without a cell
+        assert cfg.cell.name == name.split("_")[-1]
     dm = build_datamodule(cfg)
     build_model(cfg, dm)
     instantiate(cfg.trainer, logger=False)

@@ -78,3 +78,36 @@ def test_sequence_head_mean_pool_ignores_later_steps():
     h2[0, 4:] = 1e3  # after the scored step: padding
     assert torch.allclose(head(h2, mask), out)
     assert torch.allclose(out[0], head.proj(h[0, :4].mean(0)))
+
+
+def test_position_metrics_match_direct_count_under_random_splits():
+    """Ragged masks (rows with 0..T scored steps, not contiguous), random predictions, random
+    batch boundaries: the summed states give the direct per-position and per-list counts."""
+    g = torch.Generator().manual_seed(1)
+    B, T, C, P = 23, 7, 3, 7
+    mask = torch.rand(B, T, generator=g) < 0.5
+    mask[0] = False  # a list with nothing scored counts for neither metric
+    target = torch.randint(0, C, (B, T), generator=g)
+    pred = torch.where(torch.rand(B, T, generator=g) < 0.7, target, (target + 1) % C)
+    # The direct count, row by row.
+    correct, total, lists, whole = torch.zeros(P), torch.zeros(P), 0, 0
+    for b in range(B):
+        hits = (pred[b] == target[b])[mask[b]]
+        for i, h in enumerate(hits):
+            correct[i] += float(h)
+            total[i] += 1
+        if len(hits):
+            lists += 1
+            whole += int(hits.all())
+    expected_pos = correct / total.clamp(min=1)
+    for seed in range(4):
+        cuts = sorted(torch.randperm(B - 1, generator=torch.Generator().manual_seed(seed))[:seed * 2].add(1).tolist())
+        pos_acc, seq_acc = SerialPositionAccuracy(P), SequenceAccuracy()
+        for idx in torch.tensor_split(torch.arange(B), cuts):
+            m = mask[idx]
+            row, position = scored_positions(m)
+            preds = _one_hot_preds(pred[idx][m], C)
+            pos_acc.update(preds, target[idx][m], position)
+            seq_acc.update(preds, target[idx][m], row, len(idx))
+        assert torch.allclose(pos_acc.compute(), expected_pos)
+        assert seq_acc.compute().item() == pytest.approx(whole / lists)

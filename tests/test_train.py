@@ -21,6 +21,8 @@ def test_summary_is_complete(make_cfg):
                 "test/chance", "val/chance", "test/acc_pos_1", "test/acc_pos_3", "test/acc_sequence"):
         assert key in m, key
     assert 0.0 <= m["test/acc"] <= 1.0
+    # The serial-position curve, also as a list in position order.
+    assert on_disk["curves"]["test/acc_pos"] == [m[f"test/acc_pos_{i}"] for i in (1, 2, 3)]
     assert on_disk["config"]["cell"]["name"] == "lstm"
     assert on_disk["config"]["data"]["delay"] == 3
     assert on_disk["wall_time_s"] > 0
