@@ -9,6 +9,7 @@ callback (``stm_lab.pruning``), which reports intermediate values for its own tr
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import math
@@ -130,13 +131,38 @@ def grid_values(dim: Dimension) -> list[Any]:
                       "choice(...) or range(...)", "the grid sampler needs a finite set of values")
 
 
+def is_grid(spec: Any) -> bool:
+    return bool(spec) and str(spec.get("_target_", "")).endswith("GridSampler")
+
+
 def build_sampler(spec: Any, dims: list[Dimension]) -> optuna.samplers.BaseSampler:
     spec = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
     if not spec:
         return optuna.samplers.TPESampler()
-    if str(spec.get("_target_", "")).endswith("GridSampler"):
-        return instantiate(spec, search_space={d.name: grid_values(d) for d in dims})
+    if is_grid(spec):
+        # The grid is walked here, in order, each point enqueued with all its parameters, so a
+        # resumed search knows exactly which points are left (GridSampler counts an interrupted
+        # point as visited). Nothing is left to sample; the sampler only satisfies Optuna.
+        return optuna.samplers.RandomSampler(seed=spec.get("seed"))
     return instantiate(spec)
+
+
+def grid_points(dims: list[Dimension]) -> list[dict[str, Any]]:
+    return [dict(zip([d.name for d in dims], values, strict=True))
+            for values in itertools.product(*(grid_values(d) for d in dims))]
+
+
+def point_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def enqueue_grid(study: optuna.Study, points: list[dict[str, Any]], k: int) -> None:
+    """Queue the next k grid points that no trial has finished, is running or is queued for."""
+    cut = interrupted(study)
+    taken = {point_key(t.params if t.params else t.system_attrs.get("fixed_params", {}))
+             for t in study.get_trials(deepcopy=False) if t.number not in cut}
+    for point in [p for p in points if point_key(p) not in taken][:k]:
+        study.enqueue_trial(point, skip_if_exists=False)
 
 
 def space_signature(fixed: list[str], dims: list[Dimension], direction: str) -> str:
@@ -160,7 +186,7 @@ def interrupted(study: optuna.Study) -> set[int]:
     return set(study.user_attrs.get(INTERRUPTED, []))
 
 
-def requeue_interrupted(study: optuna.Study) -> int:
+def requeue_interrupted(study: optuna.Study, grid: bool) -> int:
     """Trials left RUNNING by a session that was killed are closed as FAIL, listed as interrupted
     (a study attribute) and asked again with the same parameters. This assumes one search
     process drives a study at a time, which is how this sweeper runs it."""
@@ -169,7 +195,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
         study.set_user_attr(INTERRUPTED, sorted(interrupted(study) | {t.number for t in stale}))
     for t in stale:
         study.tell(t.number, state=TrialState.FAIL)
-        if t.params:
+        if t.params and not grid:  # a grid search finds the point missing by itself
             study.enqueue_trial(t.params, skip_if_exists=False)
     return len(stale)
 
@@ -241,10 +267,11 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
         raise ConfigError("hydra.sweeper.study_name", study_name, hint=(
             f"the study in {storage} was created with other fixed overrides, search space or direction "
             f"({known}); re-run the original command to resume it, or choose a new study_name"))
-    if isinstance(sampler, optuna.samplers.GridSampler):
-        n_trials = min(n_trials, math.prod(len(grid_values(d)) for d in dims))
+    grid = grid_points(dims) if is_grid(opts.get("sampler")) else None
+    if grid is not None:
+        n_trials = min(n_trials, len(grid))
 
-    requeued = requeue_interrupted(study)
+    requeued = requeue_interrupted(study, grid is not None)
     done = n_finished(study)
     log.info(f"Optuna study '{study_name}' in {storage}: {done} trials finished"
              + (f", {requeued} interrupted trial(s) queued again" if requeued else "")
@@ -253,7 +280,10 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
     log.info(f"Search space: {', '.join(f'{d.name}: {d.distribution}' for d in dims)}")
 
     while (remaining := n_trials - n_finished(study)) > 0:
-        trials = [study.ask() for _ in range(min(n_jobs, remaining))]
+        k = min(n_jobs, remaining)
+        if grid is not None:
+            enqueue_grid(study, grid, k)
+        trials = [study.ask() for _ in range(k)]
         batch = []
         for trial in trials:
             params = {d.name: suggest(trial, d) for d in dims}
