@@ -19,6 +19,8 @@ import yaml
 from conftest import TINY, compose_config
 from test_cli import ENV, run_cli
 
+from hydra_plugins.stm_lab_optuna.sweeper import OptunaSweeper
+from stm_lab.errors import ConfigError
 from stm_lab.run import train
 
 TOY = Path(__file__).with_name("toy_objective.py")
@@ -107,22 +109,31 @@ def test_sweep_configs_compose(tmp_path):
     assert compose_config(["trainer=ddp"]).trainer.strategy == "ddp_spawn"
 
 
-def test_config_without_optimized_metric_is_refused(tmp_path):
-    r = run_cli("-m", "hydra/sweeper=stm_lab_optuna", "seed=0,1", f"hydra.sweep.dir={tmp_path}/s",
-                "logger=none", cwd=tmp_path)
-    assert r.returncode != 0
-    assert "config key 'optimized_metric'" in r.stderr
+@pytest.mark.parametrize("overrides,key", [
+    ([], "optimized_metric"),                                  # nothing to optimise
+    (["optimized_metric=val/acc_best", "hydra.sweeper.direction=up"], "hydra.sweeper.direction"),
+    (["optimized_metric=val/acc_best", "hydra.sweeper.params={}"], "hydra.sweeper.params"),
+])
+def test_bad_search_settings_are_refused_before_any_trial(overrides, key, tmp_path):
+    cfg = compose_config(["hydra/sweeper=stm_lab_optuna", f"hydra.sweep.dir={tmp_path}/s", *overrides])
+    sweeper = OptunaSweeper(**cfg.hydra.sweeper)
+    sweeper.config, sweeper.launcher = cfg, object()  # the launcher must never be reached
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        sweeper.sweep([])
+    assert not (tmp_path / "s" / "optuna.db").exists()
 
 
 @pytest.mark.slow
-def test_stm_lab_search_in_parallel_with_a_failing_trial(tmp_path):
-    """The real product: hparams_search=copy_optuna, 4 trials run two at a time by joblib, one
-    with a learning rate the optimiser rejects; the search completes and writes its results."""
+def test_stm_lab_search_runs_4_jobs_in_parallel_with_failing_trials(tmp_path):
+    """The real product, a parallel multirun of 4 jobs: hparams_search=copy_optuna, 4 trials run
+    two at a time by the joblib launcher, two of them with a learning rate the optimiser
+    rejects; the search completes and writes its results."""
     sweep = tmp_path / "search"
     r = run_cli("-m", "hparams_search=copy_optuna", f"hydra.sweep.dir={sweep}", "hydra/sweeper/sampler=grid",
                 "cell=choice(rnn,gru)", "optimizer.lr=choice(0.01,-1.0)", "trainer.gradient_clip_val=1.0",
                 "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2," in r.stdout + r.stderr
     rows = read_trials(sweep)
     assert len(rows) == 4
     assert {(r["params.cell"], float(r["params.optimizer.lr"])) for r in rows} == {
@@ -139,28 +150,18 @@ def test_stm_lab_search_in_parallel_with_a_failing_trial(tmp_path):
     assert best["best_value"] == max(float(r["value"]) for r in rows if r["value"])
 
 
-@pytest.mark.slow
-def test_parallel_multirun_of_4_jobs_with_joblib(tmp_path):
-    sweep = tmp_path / "sweep"
-    r = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "cell=rnn,gru", "seed=0,1",
-                f"hydra.sweep.dir={sweep}", *TINY, cwd=tmp_path)
+def test_submitit_local_launcher_runs_a_2_job_search(tmp_path):
+    """submitit's local executor (the SLURM launcher's code path without SLURM): each job runs
+    in its own submitit process; the search hands it batches of 2 trials."""
+    sweep, log = tmp_path / "sweep", tmp_path / "calls.txt"
+    r = run_toy(sweep, log, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=2",
+                "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", "x=choice(0,2)")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "Joblib.Parallel(n_jobs=2)" in r.stdout + r.stderr
-    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
-    assert {(s["cell"], s["seed"]) for s in summaries} == {("rnn", 0), ("rnn", 1), ("gru", 0), ("gru", 1)}
-    assert all(s["status"] == "completed" for s in summaries)
-
-
-@pytest.mark.slow
-def test_submitit_local_launcher_runs_a_2_job_sweep(tmp_path):
-    sweep = tmp_path / "sweep"
-    r = run_cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "seed=0,1",
-                f"hydra.sweep.dir={sweep}", *TINY, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
-    assert sorted(s["seed"] for s in summaries) == [0, 1]
-    assert all(s["status"] == "completed" for s in summaries)
-    assert list((sweep / ".submitit").glob("*/*_log.out"))  # each job ran under submitit
+    assert sorted(log.read_text().split()) == ["0", "2"]
+    rows = read_trials(sweep)
+    assert [(r["state"], float(r["value"])) for r in sorted(rows, key=lambda r: r["params.x"])] == [
+        ("COMPLETE", 4.0), ("COMPLETE", 0.0)]
+    assert len(list((sweep / ".submitit").glob("*/*_log.out"))) == 2  # each job ran under submitit
 
 
 @pytest.mark.slow
