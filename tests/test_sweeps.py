@@ -197,3 +197,34 @@ def test_wandb_sweep_command_builds_and_runs(tmp_path):
     assert (cfg.cell.name, cfg.cell.hidden_size, cfg.optimizer.lr) == ("gru", 128, 0.03)
     summary = train(cfg)
     assert summary["status"] == "completed" and "val/acc_best" in summary["metrics"]
+
+
+def test_pruning_callback_stops_the_run_and_the_trial_is_recorded_pruned(tmp_path):
+    """A run of a search reports val/acc to its trial; a pruner that rejects every value stops
+    it after the first epoch, and the sweeper then tells the study PRUNED."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.stm_lab_optuna._search import tell
+    from stm_lab.optuna_trial import default_storage
+
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    study = optuna.create_study(study_name="p", storage=default_storage(sweep), direction="maximize")
+    study.ask()  # trial 0, finished elsewhere
+    trial = study.ask()
+    search = ["hparams_search=copy_optuna", "hydra.sweeper.study_name=p", f"hydra.sweep.dir={sweep}",
+              "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner", "+hydra.sweeper.pruner.lower=1.5"]
+    cfg = compose_config([*TINY, "trainer.max_epochs=3", *search], tmp_path / "run")
+    hydra_cfg = compose_config([*TINY, *search])
+    hydra_cfg.hydra.job.num = trial.number  # as the sweeper's launcher sets it
+    HydraConfig().set_config(hydra_cfg)
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    stored = study.trials[trial.number]
+    assert stored.user_attrs["pruned_at_step"] == 0
+    assert list(stored.intermediate_values) == [0]  # one report: it stopped after epoch 0 of 3
+    assert stored.intermediate_values[0] == pytest.approx(summary["metrics"]["val/acc"])
+
+    tell(study, trial, JobReturn(status=JobStatus.COMPLETED, _return_value=summary["metrics"]["val/acc_best"]))
+    assert study.trials[trial.number].state == optuna.trial.TrialState.PRUNED

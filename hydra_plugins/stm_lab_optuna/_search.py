@@ -35,19 +35,18 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from stm_lab.errors import ConfigError
+from stm_lab.optuna_trial import PRUNED_AT, default_storage
 
 if TYPE_CHECKING:
     from hydra_plugins.stm_lab_optuna.sweeper import OptunaSweeper
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "optuna.db"
 TRIALS_CSV = "trials.csv"
 BEST_YAML = "best.yaml"
 # Trial user attributes this sweeper writes.
 OVERRIDES, JOB_DIR, REASON = "overrides", "job_dir", "fail_reason"
 INTERRUPTED = "interrupted_trials"  # a study attribute: numbers of trials a killed session left
-PRUNED_AT = "pruned_at_step"  # written by stm_lab.pruning.OptunaPruning inside the job
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -251,7 +250,7 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
                           hint="nothing to search: give at least one choice(), range() or interval()")
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = opts.get("storage") or f"sqlite:///{(sweep_dir / DB_NAME).resolve()}"
+    storage = opts.get("storage") or default_storage(sweep_dir)
     study_name = str(opts.get("study_name") or "stm_lab")
     sampler = build_sampler(opts.get("sampler"), dims)
     pruner = instantiate(opts["pruner"]) if opts.get("pruner") else optuna.pruners.NopPruner()
@@ -327,7 +326,9 @@ def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
     state, value, reason = outcome(ret)
     if (where := job_dir(ret)) is not None:
         trial.set_user_attr(JOB_DIR, where)
-    pruned_at = trial.user_attrs.get(PRUNED_AT)
+    # Read from the storage: the job wrote it there, the Trial object's own copy is stale.
+    stored = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    pruned_at = stored.user_attrs.get(PRUNED_AT)
     if pruned_at is not None:
         # The run stopped early on the pruner's advice; whatever it returned is not comparable.
         study.tell(trial, state=TrialState.PRUNED)

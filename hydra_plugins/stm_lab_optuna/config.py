@@ -31,7 +31,8 @@ class OptunaSweeperConf:
     # tpe, random, grid (the grid is built from the search space, which must then be finite).
     sampler: Any = None
     # Any optuna.pruners class; presets in hydra/sweeper/pruner: nop (none), median, hyperband.
-    # Pruning needs the runs to report intermediate values: +callbacks=optuna_pruning.
+    # The runs report intermediate values through the stm_lab.pruning.OptunaPruning callback,
+    # which the hparams_search presets add (callbacks.optuna_pruning).
     pruner: Any = None
     # The search space, in Hydra's sweep syntax: choice(a, b, ...), range(start, stop, step)
     # (stop excluded), interval(low, high), tag(log, interval(low, high)). A plain value is a
