@@ -110,6 +110,18 @@ def test_sweep_configs_compose(tmp_path):
     assert compose_config(["trainer=ddp"]).trainer.strategy == "ddp_spawn"
 
 
+def test_sweeper_plugin_ships_in_the_wheel_and_hydra_finds_it():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'packages = ["stm_lab", "hydra_plugins"]' in text
+    # hydra_plugins/ must stay a namespace package, shared with the other installed plugins.
+    assert not (ROOT / "hydra_plugins" / "__init__.py").exists()
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
+    assert "hydra_plugins.stm_lab_optuna.sweeper.OptunaSweeper" in found
+
+
 @pytest.mark.parametrize("overrides,key", [
     ([], "optimized_metric"),                                  # nothing to optimise
     (["optimized_metric=val/acc_best", "hydra.sweeper.direction=up"], "hydra.sweeper.direction"),
