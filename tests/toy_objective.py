@@ -1,12 +1,14 @@
 """A Hydra app with a known objective, for testing the Optuna sweeper without training.
 
-(x - 2)^2, minimised at x = 2; x = 3 raises and x = 4 returns NaN, as a diverging run would.
+(x - 2)^2, minimised at x = 2; x = 1 exits with code 2 as stm_lab does on a config error,
+x = 3 raises and x = 4 returns NaN, as a diverging run would.
 Each call appends its x to $TOY_LOG; with $TOY_KILL_AFTER=k the process kills itself (SIGKILL,
 no clean-up) when trial k+1 starts, as if the machine went down in the middle of a search.
 """
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import hydra
@@ -23,6 +25,8 @@ def objective(cfg) -> float:
         os.kill(os.getpid(), signal.SIGKILL)
     with log.open("a") as f:
         f.write(f"{cfg.x}\n")
+    if cfg.x == 1:
+        sys.exit(2)
     if cfg.x == 3:
         raise RuntimeError("diverged")
     if cfg.x == 4:

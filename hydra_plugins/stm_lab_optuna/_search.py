@@ -308,8 +308,8 @@ def launch(sweeper: OptunaSweeper, study: optuna.Study, trials: list[optuna.Tria
     try:
         return list(sweeper.launcher.launch(batch, initial_job_idx=first_job))
     except SystemExit as e:
-        # A job ended the process it ran in (stm_lab exits 2 on a config error): with the basic
-        # launcher that is this process, so the whole batch is lost; the search goes on.
+        # Jobs' exits are turned into exceptions (sweeper.exit_as_failure); one that still
+        # reaches here ended a launcher: the whole batch is lost, the search goes on.
         failed = JobReturn(status=JobStatus.FAILED, _return_value=e)
         log.error(f"A job of trials {[t.number for t in trials]} exited with code {e.code}")
         return [failed] * len(trials)
