@@ -14,6 +14,7 @@ from torchmetrics import MaxMetric, MinMetric
 from stm_lab.metrics import (
     SequenceAccuracy,
     SerialPositionAccuracy,
+    TrainingScores,
     scored_positions,
     split_metrics,
 )
@@ -52,7 +53,8 @@ class MemoryModel(pl.LightningModule):
         self.spec, self.encoder, self.core, self.head = spec, encoder, core, head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.config = config  # stored in every checkpoint, so one file reproduces the run
-        self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("val", "test")})
+        self.train_scores = TrainingScores(spec)  # lean: updated on every training step
         if spec.is_classification:
             self.best_name, self.val_best = "val/acc_best", MaxMetric()
             self.monitor_name = "val/acc"
@@ -78,11 +80,12 @@ class MemoryModel(pl.LightningModule):
         target = batch["y"][mask]
         loss = self.loss(out, target)
         n = batch["x"].shape[0]
-        metrics = self.metrics[f"{split}_metrics"]
-        metrics.update(out, target)
         if split == "train":
+            self.train_scores.update(out.detach(), target)
             self._log_train_step(loss.detach(), n)
         else:
+            metrics = self.metrics[f"{split}_metrics"]
+            metrics.update(out, target)
             self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=n)
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         return loss, out, target
@@ -101,6 +104,7 @@ class MemoryModel(pl.LightningModule):
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
 
     def on_train_epoch_start(self) -> None:
+        self.train_scores.reset()
         self._train_loss_sum, self._train_count, self._train_last_loss = torch.zeros((), device=self.device), 0, None
 
     def on_train_epoch_end(self) -> None:
@@ -108,9 +112,8 @@ class MemoryModel(pl.LightningModule):
             return
         self.log("train/loss_epoch", self._train_loss_sum / self._train_count)
         self.log("train/loss", self._train_last_loss, logger=False)
-        metrics = self.metrics["train_metrics"]
-        self.log_dict(metrics.compute())
-        metrics.reset()
+        self.log_dict({f"train/{k}": v for k, v in self.train_scores.compute().items()})
+        self.train_scores.reset()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
