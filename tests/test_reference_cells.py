@@ -129,3 +129,11 @@ def test_forget_bias_and_init_apply_to_reference_core():
 def test_bad_impl_config(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         RecurrentCore("lstm", 3, 4, **kwargs)
+
+
+def test_compile_keeps_state_dict_keys_and_traces_the_eager_loop():
+    core = RecurrentCore("gru", 3, 4, impl="reference")
+    keys = list(core.state_dict())
+    core.compile()  # lazy: nothing is compiled until the first call
+    assert core.rnn.loop == "eager"
+    assert list(core.state_dict()) == keys

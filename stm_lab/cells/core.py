@@ -83,6 +83,14 @@ class RecurrentCore(nn.Module):
         ref.load_state_dict(self.rnn.state_dict())
         return ref.train(self.training)
 
+    def compile(self, *args, **kwargs) -> None:
+        """torch.compile in place (the state dict keeps its keys). On the reference path the loop
+        is traced from its eager form: Dynamo cannot look inside a TorchScript function and
+        spends minutes trying (measured in benchmarks/README.md)."""
+        if isinstance(self.rnn, ReferenceRecurrent):
+            self.rnn.loop = "eager"
+        super().compile(*args, **kwargs)
+
     @torch.no_grad()
     def internals(self, x: torch.Tensor) -> Internals:
         """Every step's hidden state, cell state (LSTM) and gates, computed on the reference path
