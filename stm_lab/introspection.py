@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from stm_lab.cells.reference import GATE_NAMES, Internals
+from stm_lab.errors import ConfigError
 
 SIGMOID_GATES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update")}
 KEEP_GATE = {"lstm": "forget", "gru": "update"}
@@ -84,8 +85,6 @@ class GateStatistics(pl.Callback):
 
     def __init__(self, every_n_epochs: int = 1, max_sequences: int = 256, saturation: float = 0.05,
                  prefix: str = "val/") -> None:
-        from stm_lab.errors import ConfigError
-
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ConfigError("callbacks.gate_stats.every_n_epochs", every_n_epochs, "an integer >= 1")
         if not isinstance(max_sequences, int) or max_sequences < 1:
