@@ -121,5 +121,13 @@ class RecurrentCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, input_size) → (B, T, hidden_size): the last layer's state at every step."""
+        if x.device.type == "cpu" and not isinstance(self.rnn, ReferenceRecurrent) \
+                and torch.is_autocast_enabled("cpu"):
+            # torch's CPU RNN kernels (oneDNN) fail in bfloat16 on CPUs without native bf16
+            # ("could not create a primitive descriptor"): the core runs in float32 there and
+            # the rest of the model stays in mixed precision.
+            with torch.autocast("cpu", enabled=False):
+                out, _ = self.rnn(x.float())
+            return out
         out, _ = self.rnn(x)
         return out
