@@ -55,6 +55,7 @@ class MemoryModel(pl.LightningModule):
         self.config = config  # stored in every checkpoint, so one file reproduces the run
         self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("val", "test")})
         self.train_scores = TrainingScores(spec)  # lean: updated on every training step
+        self._train_loss_sum, self._train_count, self._train_last_loss = torch.zeros(()), 0, None
         if spec.is_classification:
             self.best_name, self.val_best = "val/acc_best", MaxMetric()
             self.monitor_name = "val/acc"
@@ -99,7 +100,7 @@ class MemoryModel(pl.LightningModule):
         self._train_loss_sum = self._train_loss_sum + loss * n
         self._train_count += n
         self._train_last_loss = loss
-        connector = getattr(self.trainer, "_logger_connector", None)
+        connector = getattr(self._trainer, "_logger_connector", None)
         if connector is None or connector.should_update_logs:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
 
