@@ -93,15 +93,18 @@ class MemoryModel(pl.LightningModule):
 
     # Training-step logging. Each ``self.log`` call costs Lightning more host time than a small
     # model's step, so the training loop logs as a raw loop would: the epoch's loss and metrics
-    # accumulate on the device (no host sync) and are logged once per epoch; the step loss only
-    # on the steps the loggers write (``trainer.log_every_n_steps``). The names are unchanged:
+    # accumulate on the device (no host sync) and are logged once per epoch; the step loss on
+    # the steps the loggers write (``trainer.log_every_n_steps``). The names are unchanged:
     # train/loss_step, train/loss_epoch, train/loss (the last step's), train/acc, train/recall.
     def _log_train_step(self, loss: torch.Tensor, n: int) -> None:
         self._train_loss_sum = self._train_loss_sum + loss * n
         self._train_count += n
         self._train_last_loss = loss
+        # A progress bar shows the step loss at every step, as before; without one (sweeps,
+        # benchmarks) it is handed to Lightning only on the steps the loggers write.
         connector = getattr(self._trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs:
+        if connector is None or connector.should_update_logs \
+                or self._trainer.progress_bar_callback is not None:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
 
     def on_train_epoch_start(self) -> None:
