@@ -15,6 +15,7 @@ from stm_lab.metrics import (
     LagR2,
     SequenceAccuracy,
     SerialPositionAccuracy,
+    TrainingScores,
     scored_positions,
     split_metrics,
 )
@@ -53,7 +54,9 @@ class MemoryModel(pl.LightningModule):
         self.spec, self.encoder, self.core, self.head = spec, encoder, core, head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.config = config  # stored in every checkpoint, so one file reproduces the run
-        self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("val", "test")})
+        self.train_scores = TrainingScores(spec)  # lean: updated on every training step
+        self._train_loss_sum, self._train_count, self._train_last_loss = torch.zeros(()), 0, None
         # Model selection tracks the task's headline metric (the one its chance level is for):
         # val/acc for most tasks, val/recall for n-back, val/mse for adding, val/mc for memory capacity.
         self.monitor_name = f"val/{spec.headline}"
@@ -85,11 +88,43 @@ class MemoryModel(pl.LightningModule):
         target = batch["y"][mask]
         loss = self.loss(out, target)
         n = batch["x"].shape[0]
-        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, prog_bar=True, batch_size=n)
-        metrics = self.metrics[f"{split}_metrics"]
-        metrics.update(out, target)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=n)
+        if split == "train":
+            self.train_scores.update(out.detach(), target)
+            self._log_train_step(loss.detach(), n)
+        else:
+            metrics = self.metrics[f"{split}_metrics"]
+            metrics.update(out, target)
+            self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=n)
+            self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         return loss, out, target
+
+    # Training-step logging. Each ``self.log`` call costs Lightning more host time than a small
+    # model's step, so the training loop logs as a raw loop would: the epoch's loss and metrics
+    # accumulate on the device (no host sync) and are logged once per epoch; the step loss on
+    # the steps the loggers write (``trainer.log_every_n_steps``). The names are unchanged:
+    # train/loss_step, train/loss_epoch, train/loss (the last step's), train/acc, train/recall.
+    def _log_train_step(self, loss: torch.Tensor, n: int) -> None:
+        self._train_loss_sum = self._train_loss_sum + loss * n
+        self._train_count += n
+        self._train_last_loss = loss
+        # A progress bar shows the step loss at every step, as before; without one (sweeps,
+        # benchmarks) it is handed to Lightning only on the steps the loggers write.
+        connector = getattr(self._trainer, "_logger_connector", None)
+        if connector is None or connector.should_update_logs \
+                or self._trainer.progress_bar_callback is not None:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+
+    def on_train_epoch_start(self) -> None:
+        self.train_scores.reset()
+        self._train_loss_sum, self._train_count, self._train_last_loss = torch.zeros((), device=self.device), 0, None
+
+    def on_train_epoch_end(self) -> None:
+        if not self._train_count:
+            return
+        self.log("train/loss_epoch", self._train_loss_sum / self._train_count)
+        self.log("train/loss", self._train_last_loss, logger=False)
+        self.log_dict({f"train/{k}": v for k, v in self.train_scores.compute().items()})
+        self.train_scores.reset()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if self.closed_form:

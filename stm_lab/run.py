@@ -47,6 +47,9 @@ def build_model(cfg: DictConfig, datamodule: MemoryDataModule, config: dict[str,
         core = RecurrentCore(input_size=encoder.output_size, **cell)
     except TypeError as e:  # an unknown or missing key
         raise ConfigError("cell", cell, hint=str(e)) from e
+    if cfg.get("compile"):
+        # In place: the state dict keeps its keys, so checkpoints stay interchangeable.
+        core.compile()
     head_cfg = dict(OmegaConf.to_container(cfg.head, resolve=True))
     head = build_head(head_cfg.pop("name"), core.hidden_size, spec, **head_cfg)
     optimizer = instantiate(cfg.optimizer)

@@ -23,6 +23,7 @@ MODULE_KEYS = {
     "n_val": "validation sequences",
     "n_test": "test sequences",
     "batch_size": "sequences per batch",
+    "on_device": "keep the splits on the training device (batches are then sliced there, not copied)",
 }
 
 
@@ -52,22 +53,26 @@ class _Batches(Dataset):
         return len(next(iter(self.tensors.values())))
 
     def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
-        return {k: v[idx] for k, v in self.tensors.items()}
+        first = next(iter(self.tensors.values()))
+        index = torch.as_tensor(idx, device=first.device)  # one conversion (and copy) per batch
+        return {k: v[index] for k, v in self.tensors.items()}
 
 
 class MemoryDataModule(pl.LightningDataModule):
     """Train/val/test splits of one task, drawn from disjoint seed streams and cached as datasets."""
 
     def __init__(self, task: Task, n_train: int, n_val: int, n_test: int, batch_size: int,
-                 seed: int = 0, cache_dir: str | Path | None = None) -> None:
+                 seed: int = 0, cache_dir: str | Path | None = None, on_device: bool = True) -> None:
         super().__init__()
         for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test),
                            ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"data.{key}", value, "an integer >= 1")
+        if not isinstance(on_device, bool):
+            raise ConfigError("data.on_device", on_device, [True, False])
         self.task, self.seed, self.cache_dir = task, seed, cache_dir
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
-        self.batch_size = batch_size
+        self.batch_size, self.on_device = batch_size, on_device
         self.splits: dict[str, datasets.Dataset] = {}
         self._tensors: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -88,8 +93,18 @@ class MemoryDataModule(pl.LightningDataModule):
         self.setup()
         return self._tensors[split]
 
+    def _device(self) -> torch.device:
+        """Where batches are made: the trainer's device with ``on_device``, else the host."""
+        trainer = getattr(self, "trainer", None)
+        if self.on_device and trainer is not None:
+            return trainer.strategy.root_device
+        return torch.device("cpu")
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data = _Batches(self.tensors(split))
+        # The splits are small (sequences of tokens): resident on a GPU they cost no per-batch
+        # host-to-device copy. On the CPU this is a no-op.
+        device = self._device()
+        data = _Batches({k: v.to(device) for k, v in self.tensors(split).items()})
         if shuffle:  # a seeded generator: the same seed gives the same batch order
             sampler = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
         else:

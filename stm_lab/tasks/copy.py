@@ -16,8 +16,12 @@ chance is exactly 1/S.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.spec import Task, TaskSpec, task_field
@@ -64,6 +68,13 @@ class CopyTask(Task):
             paper="Arjovsky, Shah & Bengio 2016, Unitary Evolution Recurrent Neural Networks",
             tags=("long-range", "serial-recall"),
         )
+
+    def delay_mask(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The T-1 blanks between the end of the list and the delimiter (same for every sequence)."""
+        delay = mask.clone()
+        delay[:] = False
+        delay[:, self.list_length:self.recall_start - 1] = True
+        return delay
 
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         L, T = self.list_length, self.seq_len

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from stm_lab.errors import ConfigError
 
@@ -88,6 +91,12 @@ class Task:
         """Anything besides the parameters that decides the data (e.g. a local file's size and
         modification time): part of the cache key, so an edited file is never served stale."""
         return {}
+
+    def delay_mask(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """The retention interval of each sequence, as a (B, T) bool tensor like ``mask``: the steps
+        where the network must hold information while nothing new is shown or asked. Gate
+        statistics during the delay are read here. None (the default) when the task has no delay."""
+        return None
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
