@@ -29,7 +29,8 @@ class DivergenceGuard(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        # A frozen network with a closed-form readout (head=ridge) returns no loss at all.
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         # A step can leave NaN weights behind a finite loss; the next checkpoint must not save
         # them. One device-to-host sync per step for both checks.
         weights_ok = torch.stack([torch.isfinite(p.detach()).all() for p in pl_module.parameters()]).all()
