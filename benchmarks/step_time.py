@@ -42,12 +42,11 @@ import lightning.pytorch as pl  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from stm_lab.run import build_datamodule, build_model, conf_dir  # noqa: E402
+from stm_lab.build import build_callbacks, build_datamodule, build_model  # noqa: E402
+from stm_lab.config import compose  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -67,10 +66,7 @@ def compose_cfg(cell: str, B: int, T: int, H: int, n_steps: int, out_dir: Path, 
         f"trainer.precision={args.precision}", f"trainer.accelerator={args.device.type}",
         f"paths.output_dir={out_dir}", "paths.cache_dir=null",
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    return cfg
+    return compose(overrides)
 
 
 def autocast(device: torch.device, precision: str):
@@ -85,8 +81,8 @@ def raw_step_ms(cfg: DictConfig, device: torch.device, args: argparse.Namespace)
     """(a): the same modules and optimiser, one batch resident on the device, a plain loop."""
     pl.seed_everything(cfg.seed, verbose=False)
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm).to(device)
-    encoder, core, head = model.encoder, model.core, model.head
+    model = build_model(cfg, dm.spec).to(device)
+    encoder, core, readout = model.encoder, model.core, model.head.proj  # the per-step head's linear map
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.optimizer.lr)
     data = dm.task.generate(cfg.data.batch_size, np.random.default_rng(0))
@@ -96,7 +92,7 @@ def raw_step_ms(cfg: DictConfig, device: torch.device, args: argparse.Namespace)
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, args.precision):
-            out = head(core(encoder(x)), mask)
+            out = readout(core(encoder(x))[0][mask])
             loss = F.cross_entropy(out.float(), y[mask])
         loss.backward()
         if clip:
@@ -129,9 +125,9 @@ def stm_lab_step_ms(cfg: DictConfig, device: torch.device, args: argparse.Namesp
     pl.seed_everything(cfg.seed, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup()
-    model = build_model(cfg, dm)
+    model = build_model(cfg, dm.spec)
     timer = StepTimer()
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c] + [timer]
+    callbacks = [*build_callbacks(cfg, model.selection), timer]
     loggers = [instantiate(c) for c in cfg.logger.values() if "_target_" in c]
     n = args.warmup + args.steps + 1
     with open_dict(cfg):

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from stm_lab.compat import request_stop
 from stm_lab.errors import DivergenceError, Interrupted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -80,7 +81,7 @@ class StopOnSignal(Callback):
             print(f"stm_lab: received {signal.Signals(signum).name}; stopping after this batch "
                   "and saving a checkpoint", flush=True)
         # Lightning's own stop flag (set by its SIGTERM handler too): checked between batches.
-        self._trainer._signal_connector.received_sigterm = True
+        request_stop(self._trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._trainer = trainer

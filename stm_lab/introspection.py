@@ -24,11 +24,8 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from stm_lab.cells.reference import GATE_NAMES, Internals
+from stm_lab.cells import CELLS, Internals
 from stm_lab.errors import ConfigError
-
-SIGMOID_GATES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update")}
-KEEP_GATE = {"lstm": "forget", "gru": "update"}
 
 
 def _masked_mean(values: Tensor, where: Tensor) -> Tensor:
@@ -44,7 +41,7 @@ def gate_statistics(internals: Internals, delay: Tensor | None = None,
     ``delay`` is a (B, T) bool mask of the delay steps; the ``_delay`` statistics are left out
     when it is None or empty.
     """
-    name = internals.name
+    definition = CELLS.get(internals.name) if internals.name in CELLS else None
     has_delay = delay is not None and bool(delay.any())
     layers = internals.hidden.shape[0]
     stats: dict[str, float] = {}
@@ -57,15 +54,16 @@ def gate_statistics(internals: Internals, delay: Tensor | None = None,
             layer["h_norm_delay"] = _masked_mean(h_norm, delay)
             if internals.cell is not None:
                 layer["c_norm_delay"] = _masked_mean(internals.cell[k].norm(dim=-1), delay)
-        if name == "rnn":
+        if definition is None or not definition.gates:  # no gates: how saturated are the tanh units?
             layer["h_saturated_frac"] = (h.abs() > 1 - saturation).float().mean()
         else:
-            keep = internals.gate(KEEP_GATE[name])[k]  # (B, T, H)
-            key = f"gate_{KEEP_GATE[name]}_mean"
-            layer[key] = keep.mean()
-            if has_delay:
-                layer[f"{key}_delay"] = _masked_mean(keep, delay)
-            gates = torch.stack([internals.gate(g)[k] for g in SIGMOID_GATES[name]])
+            if definition.memory_gate:
+                keep = internals.gate(definition.memory_gate)[k]  # (B, T, H)
+                key = f"gate_{definition.memory_gate}_mean"
+                layer[key] = keep.mean()
+                if has_delay:
+                    layer[f"{key}_delay"] = _masked_mean(keep, delay)
+            gates = torch.stack([internals.gate(g)[k] for g in definition.sigmoid_gates])
             layer["gate_saturated_frac"] = ((gates < saturation) | (gates > 1 - saturation)).float().mean()
         for key, value in layer.items():
             if k == layers - 1:
@@ -83,8 +81,7 @@ class GateStatistics(pl.Callback):
     core already runs on it), so this costs one reference forward pass per logged epoch.
     """
 
-    def __init__(self, every_n_epochs: int = 1, max_sequences: int = 256, saturation: float = 0.05,
-                 prefix: str = "val/") -> None:
+    def __init__(self, every_n_epochs: int, max_sequences: int, saturation: float, prefix: str = "val/") -> None:
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ConfigError("callbacks.gate_stats.every_n_epochs", every_n_epochs, "an integer >= 1")
         if not isinstance(max_sequences, int) or max_sequences < 1:
@@ -120,6 +117,9 @@ class GateStatistics(pl.Callback):
         mask = batch["mask"].to(pl_module.device)
         task: Any = getattr(trainer.datamodule, "task", None)
         delay = task.delay_mask(x, mask) if task is not None else None
+        if not hasattr(pl_module.core, "internals"):
+            raise ConfigError("callbacks.gate_stats", "GateStatistics",
+                              hint=f"the cell {type(pl_module.core).__name__} has no internals() to read gates from")
         with torch.no_grad():
             internals = pl_module.core.internals(pl_module.encoder(x).float())
         self.last = gate_statistics(internals, delay, self.saturation)
@@ -127,4 +127,4 @@ class GateStatistics(pl.Callback):
                            batch_size=len(x))
 
 
-__all__ = ["GATE_NAMES", "GateStatistics", "gate_statistics"]
+__all__ = ["GateStatistics", "gate_statistics"]

@@ -12,7 +12,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
+from stm_lab.config import cell_name
+from stm_lab.metrics import METRICS, metric_of
 from stm_lab.summary import write_text_atomic
+from stm_lab.tasks.spec import TaskSpec
+from stm_lab.validation import locate
 
 
 def sweep_group() -> str | None:
@@ -40,15 +44,18 @@ def wandb_run_id(out_dir: Path) -> str:
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
     loggers = []
-    for lg_cfg in (cfg.get("logger") or {}).values():
+    for name, lg_cfg in (cfg.get("logger") or {}).items():
         if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
             continue
-        if lg_cfg._target_.endswith("WandbLogger"):
+        if issubclass(locate(f"logger.{name}._target_", lg_cfg._target_), WandbLogger):
             lg_cfg = lg_cfg.copy()
+            cell = cell_name(cfg.cell)
+            # The cell and task tags come from here only: an experiment's own tags add to them.
+            tags = list(dict.fromkeys([cell, cfg.data.task, *cfg.get("tags", [])]))
             with open_dict(lg_cfg):
                 lg_cfg.group = lg_cfg.get("group") or sweep_group()
-                lg_cfg.tags = [cfg.cell.name, cfg.data.task, *cfg.get("tags", [])]
-                lg_cfg.name = lg_cfg.get("name") or f"{cfg.data.task}-{cfg.cell.name}-seed{cfg.seed}"
+                lg_cfg.tags = tags
+                lg_cfg.name = lg_cfg.get("name") or f"{cfg.data.task}-{cell}-seed{cfg.seed}"
                 # One W&B run per output folder: a resumed job continues the same run.
                 lg_cfg.id = lg_cfg.get("id") or wandb_run_id(Path(cfg.paths.output_dir))
                 lg_cfg.resume = "allow"
@@ -56,19 +63,31 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     return loggers
 
 
-def log_config(loggers: list[Logger], config: dict[str, Any]) -> None:
-    """The whole resolved config, nested, so dashboards can group by e.g. ``cell.name``."""
+def log_config(loggers: list[Logger], config: dict[str, Any], spec: TaskSpec) -> None:
+    """The whole resolved config, nested, so dashboards can group by e.g. ``cell.name``; for W&B,
+    each validation metric's summary is its best value (in its own direction), not its last."""
     for lg in loggers:
         lg.log_hyperparams(config)
         if isinstance(lg, WandbLogger):
-            # Summaries the dashboard should show: the best, not the last, validation score.
             run = lg.experiment
-            for name, summary in (("val/acc_best", "max"), ("val/acc", "max"), ("val/recall", "max"),
-                                  ("val/mse_best", "min"), ("val/mse", "min"), ("val/loss", "min")):
-                run.define_metric(name, summary=summary)
+            run.define_metric("val/loss", summary="min")
+            for name in spec.metrics:
+                d = METRICS.get(name)
+                if not d.curve:
+                    run.define_metric(f"val/{name}", summary=d.mode)
+                    run.define_metric(f"val/{name}_best", summary=d.mode)
 
 
-def log_curves(loggers: list[Logger], curves: dict[str, dict[int, float]]) -> None:
+def log_references(loggers: list[Logger], chance: dict[str, float], floor: dict[str, float]) -> None:
+    """Each metric's chance level and memoryless floor, into the W&B run's summary (beside the
+    metric they bound: ``chance/acc``, ``floor/acc``); other loggers get them in summary.json."""
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.summary.update({**{f"chance/{k}": v for k, v in chance.items()},
+                                          **{f"floor/{k}": v for k, v in floor.items()}})
+
+
+def log_curves(loggers: list[Logger], curves: dict[str, list[float]]) -> None:
     """Per-run curves (serial-position accuracy, r² per lag) as W&B tables with a line plot,
     so each run's curve shows in the dashboard (other loggers already have the scalars)."""
     for lg in loggers:
@@ -76,14 +95,16 @@ def log_curves(loggers: list[Logger], curves: dict[str, dict[int, float]]) -> No
             log_wandb_curves(lg.experiment, curves)
 
 
-def log_wandb_curves(run: Any, curves: dict[str, dict[int, float]]) -> None:
+def log_wandb_curves(run: Any, curves: dict[str, list[float]]) -> None:
+    """Each curve as a table (x from 1) and its line plot; the x axis is the metric's own."""
     import wandb
 
     payload = {}
     for name, curve in curves.items():
-        axis = "serial position" if name.endswith("_pos") else "lag"
-        value = name.split("/", 1)[1].rsplit("_", 1)[0]  # test/acc_pos -> acc, test/r2_lag -> r2
-        table = wandb.Table(columns=[axis, value], data=[[i, v] for i, v in curve.items()])
+        d = metric_of(name)
+        axis = d.curve if d is not None and d.curve else "index"
+        value = name.split("/", 1)[-1]
+        table = wandb.Table(columns=[axis, value], data=[[i, v] for i, v in enumerate(curve, start=1)])
         payload[f"{name}_curve"] = wandb.plot.line(table, axis, value, title=f"{name} ({run.name})")
     run.log(payload)
 

@@ -1,9 +1,15 @@
-"""The one LightningModule: encode inputs → recurrent core → head, scored on the task's mask."""
+"""The one LightningModule: encode inputs → recurrent core → head, scored on the task's mask.
+
+It special-cases no task, cell or head: the head turns the core's states into a
+:class:`~stm_lab.metrics.Scored` and owns the loss; the task's spec names the metrics
+(:mod:`stm_lab.metrics.definitions`) and the headline that model selection follows.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -11,14 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
-from stm_lab.metrics import (
-    LagR2,
-    SequenceAccuracy,
-    SerialPositionAccuracy,
-    TrainingScores,
-    scored_positions,
-    split_metrics,
-)
+from stm_lab.cells import run_core
+from stm_lab.compat import logger_will_write
+from stm_lab.heads import Head
+from stm_lab.metrics import METRICS, MetricDef, Scored, ScoreSet, TrainingScores
 from stm_lab.tasks.spec import TaskSpec
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -44,74 +46,73 @@ class InputEncoder(nn.Module):
         return F.one_hot(x, self.vocab).float()
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Model selection: the task's headline metric on the validation split, with its direction.
+    The best checkpoint, ``val/<headline>_best``, pruning and the default Optuna objective all
+    follow it (``monitor: auto`` in a callback's config means this monitor)."""
+
+    metric: MetricDef
+
+    @classmethod
+    def of(cls, spec: TaskSpec) -> Selection:
+        return cls(METRICS.get(spec.headline))
+
+    @property
+    def monitor(self) -> str:
+        return f"val/{self.metric.name}"
+
+    @property
+    def best(self) -> str:
+        return f"{self.monitor}_best"
+
+    @property
+    def mode(self) -> Literal["max", "min"]:
+        return self.metric.mode
+
+
 class MemoryModel(pl.LightningModule):
     """Trains any (task, cell, head) combination; loss and metrics see only the scored steps."""
 
-    def __init__(self, spec: TaskSpec, encoder: InputEncoder, core: nn.Module, head: nn.Module,
+    def __init__(self, spec: TaskSpec, encoder: InputEncoder, core: nn.Module, head: Head,
                  optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None,
                  config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.spec, self.encoder, self.core, self.head = spec, encoder, core, head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.config = config  # stored in every checkpoint, so one file reproduces the run
-        self.metrics = nn.ModuleDict({f"{s}_metrics": split_metrics(spec, s) for s in ("val", "test")})
-        self.train_scores = TrainingScores(spec)  # lean: updated on every training step
+        self.scores = nn.ModuleDict({split: ScoreSet(spec, split) for split in ("val", "test")})
+        self.train_scores = TrainingScores(spec.is_classification, spec.output_size)  # lean: every step
         self._train_loss_sum, self._train_count, self._train_last_loss = torch.zeros(()), 0, None
-        # Model selection tracks the task's headline metric (the one its chance level is for):
-        # val/acc for most tasks, val/recall for n-back, val/mse for adding, val/mc for memory capacity.
-        self.monitor_name = f"val/{spec.headline}"
-        self.best_name = f"{self.monitor_name}_best"
-        self.val_best = MinMetric() if spec.lower_is_better else MaxMetric()
-        if spec.is_classification and spec.positions:
-            self.test_positions = SerialPositionAccuracy(spec.positions)
-            self.test_sequence_acc = SequenceAccuracy()
-        if "mc" in spec.extra_metrics:
-            self.test_r2 = LagR2(spec.output_size)
-        # A closed-form readout (head=ridge) sits on a frozen network: nothing is trained by SGD.
-        self.closed_form = bool(getattr(head, "closed_form", False))
-        if self.closed_form:
+        self.selection = Selection.of(spec)
+        self.val_best = MaxMetric() if self.selection.mode == "max" else MinMetric()
+        self.curves: dict[str, list[float]] = {}  # the last test's curves, e.g. test/acc_pos
+        if head.freezes_core:  # a probe: only the head is fitted
             self.encoder.requires_grad_(False)
             self.core.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predictions at the scored steps: (N, output_size), aligned with ``y[mask]``."""
-        return self.head(self.core(self.encoder(x)), mask)
+    def forward(self, batch: dict[str, torch.Tensor]) -> Scored:
+        """Predictions and targets at the batch's scored steps."""
+        lengths = batch.get("length") if self.head.needs_final_state else None
+        return self.head(run_core(self.core, self.encoder(batch["x"]), lengths), batch)
 
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.spec.is_classification:
-            return F.cross_entropy(out, target)
-        return F.mse_loss(out, target)
-
-    def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mask = batch["mask"]
-        out = self(batch["x"], mask)
-        target = batch["y"][mask]
-        loss = self.loss(out, target)
-        n = batch["x"].shape[0]
-        if split == "train":
-            self.train_scores.update(out.detach(), target)
-            self._log_train_step(loss.detach(), n)
-        else:
-            metrics = self.metrics[f"{split}_metrics"]
-            metrics.update(out, target)
-            self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=n)
-            self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        return loss, out, target
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
 
     # Training-step logging. Each ``self.log`` call costs Lightning more host time than a small
     # model's step, so the training loop logs as a raw loop would: the epoch's loss and metrics
     # accumulate on the device (no host sync) and are logged once per epoch; the step loss on
-    # the steps the loggers write (``trainer.log_every_n_steps``). The names are unchanged:
+    # the steps the loggers write (``trainer.log_every_n_steps``). The names:
     # train/loss_step, train/loss_epoch, train/loss (the last step's), train/acc, train/recall.
     def _log_train_step(self, loss: torch.Tensor, n: int) -> None:
         self._train_loss_sum = self._train_loss_sum + loss * n
         self._train_count += n
         self._train_last_loss = loss
-        # A progress bar shows the step loss at every step, as before; without one (sweeps,
-        # benchmarks) it is handed to Lightning only on the steps the loggers write.
-        connector = getattr(self._trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs \
-                or self._trainer.progress_bar_callback is not None:
+        # A progress bar shows the step loss at every step; without one (sweeps, benchmarks)
+        # it is handed to Lightning only on the steps the loggers write.
+        if self._trainer is None or self._trainer.progress_bar_callback is not None \
+                or logger_will_write(self._trainer):
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
 
     def on_train_epoch_start(self) -> None:
@@ -127,66 +128,51 @@ class MemoryModel(pl.LightningModule):
         self.train_scores.reset()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        if self.closed_form:
-            return None  # the readout is solved, not trained; the network is frozen
-        return self._step(batch, "train")[0]
+        if not self.trainable:
+            return None  # a closed-form head on a frozen network: nothing is trained by SGD
+        scored = self(batch)
+        loss = self.head.loss(scored)
+        self.train_scores.update(scored.preds.detach(), scored.target)
+        self._log_train_step(loss.detach(), batch["x"].shape[0])
+        return loss
 
-    @torch.no_grad()
-    def fit_closed_form_head(self) -> None:
-        """Solve the ridge readout on the training split's states at the scored steps."""
-        def states():
-            for batch in self.trainer.datamodule.train_dataloader():
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                h = self.core(self.encoder(batch["x"]))
-                yield h[batch["mask"]], batch["y"][batch["mask"]]
-
-        self.head.fit(states())
-
-    def on_validation_start(self) -> None:
-        if self.closed_form and not self.head.fitted:
-            self.fit_closed_form_head()
-
-    def on_test_start(self) -> None:
-        if self.closed_form and not self.head.fitted:
-            self.fit_closed_form_head()
+    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
+        scored = self(batch)
+        self.scores[split].update(scored)
+        self.log(f"{split}/loss", self.head.loss(scored), on_epoch=True, prog_bar=True,
+                 batch_size=batch["x"].shape[0])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        _, out, target = self._step(batch, "test")
-        if hasattr(self, "test_positions"):
-            row, position = scored_positions(batch["mask"])
-            self.test_positions.update(out, target, position)
-            self.test_sequence_acc.update(out, target, row, batch["mask"].shape[0])
-        if hasattr(self, "test_r2"):
-            self.test_r2.update(out, target)
+        self._eval_step(batch, "test")
+
+    def on_validation_start(self) -> None:
+        self.head.prepare(self)
+
+    def on_test_start(self) -> None:
+        self.head.prepare(self)
 
     def on_train_start(self) -> None:
         self.val_best.reset()  # forget the sanity-check epoch
 
     def on_validation_epoch_end(self) -> None:
-        current = self.metrics["val_metrics"][self.monitor_name.split("/")[1]].compute()
-        self.val_best(current)
-        self.log(self.best_name, self.val_best.compute(), prog_bar=True)
-        self.log("val/chance", self.spec.chance)
+        scalars, _ = self.scores["val"].compute()
+        self.scores["val"].reset()
+        self.log_dict(scalars, prog_bar=True)
+        self.val_best(scalars[self.selection.monitor])
+        self.log(self.selection.best, self.val_best.compute(), prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/chance", self.spec.chance)
-        if hasattr(self, "test_positions"):
-            for i, acc in enumerate(self.test_positions.compute()):
-                self.log(f"test/acc_pos_{i + 1}", acc)
-            self.log("test/acc_sequence", self.test_sequence_acc.compute())
-            self.test_positions.reset()
-            self.test_sequence_acc.reset()
-        if hasattr(self, "test_r2"):  # the memory-capacity curve: r^2 at each delay k
-            for k, r2 in enumerate(self.test_r2.compute(), start=1):
-                self.log(f"test/r2_lag_{k}", r2)
-            self.test_r2.reset()
+        scalars, curves = self.scores["test"].compute()
+        self.scores["test"].reset()
+        self.log_dict(scalars)
+        self.curves = {name: [float(v) for v in curve] for name, curve in curves.items()}
 
     def configure_optimizers(self) -> Any:
         trainable = [p for p in self.parameters() if p.requires_grad]
-        if not trainable:  # head=ridge on a frozen network
+        if not trainable:  # a closed-form head on a frozen network
             return None
         optimizer = self.optimizer_factory(params=trainable)
         if self.scheduler_factory is None:

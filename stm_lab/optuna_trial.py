@@ -13,6 +13,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
+from stm_lab.compat import optuna_trial
+
 SWEEPER = "hydra_plugins.stm_lab_optuna.sweeper.OptunaSweeper"
 DB_NAME = "optuna.db"
 PRUNED_AT = "pruned_at_step"  # trial attribute: the epoch at which the run stopped on advice
@@ -38,5 +40,5 @@ def current_trial() -> Any | None:
     study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if t.number == int(hc.job.num):
-            return optuna.trial.Trial(study, t._trial_id)
+            return optuna_trial(study, t)
     return None

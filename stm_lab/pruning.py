@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 
 class OptunaPruning(pl.Callback):
     """Report ``monitor`` after each validation epoch; stop the run when the pruner says so.
+    (``monitor: auto`` in config: the task's headline metric, as for model selection.)
 
     The run then ends normally (test, summary.json) and the sweeper records the trial PRUNED.
     """
 
-    def __init__(self, monitor: str = "val/acc") -> None:
+    def __init__(self, monitor: str) -> None:
         self.monitor = monitor
         self.trial: Any | None = None
 

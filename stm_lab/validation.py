@@ -1,14 +1,14 @@
 """Config validation: every section is checked against the signature of what it builds.
 
-One mechanism for all of them. A section's keys must be parameters of the class or
+One mechanism for all of them (:mod:`stm_lab.build` applies it as it builds each part). A section's keys must be parameters of the class or
 function it configures (a task dataclass, the data module, the recurrent core, a head,
 or any ``_target_``), and each value must match that parameter's type annotation
 (``int``, ``float``, ``bool``, ``str``, ``Literal[...]``, ``X | None``, lists, tuples).
 A new task, head or optimizer is covered by declaring its parameters with type hints;
 nothing here needs to change. Value ranges (``delay >= 1``) stay with the component,
-which raises :class:`~stm_lab.errors.ConfigError` from its constructor; :func:`validate`
-builds those cheap components too, so every config error surfaces before any data is
-generated or any training step runs.
+which raises :class:`~stm_lab.errors.ConfigError` from its constructor; the build step
+constructs the cheap components first, so every config error surfaces before any training
+step runs.
 """
 
 from __future__ import annotations
@@ -22,27 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from stm_lab.errors import ConfigError
 
 # Keys Hydra's instantiate reads itself; never parameters of the target.
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-
-# Top-level scalar keys and their types. A key added on the command line with ``+key=...``
-# must be one of these (or a config group); keys defined in YAML files are always accepted.
-ROOT_KEYS: dict[str, Any] = {
-    "seed": int,
-    "tags": list,
-    "embedding_dim": int | None,
-    "ckpt_path": str | None,
-    "skip_completed": bool,
-    "optimized_metric": str | None,
-}
-
-# The parameters filled in by the code, not by the config, for each built thing.
-TRAINER_SKIP = ("logger", "callbacks")
 
 
 # ----------------------------------------------------------------------------- types
@@ -253,113 +238,3 @@ def _scheduler_names() -> str:
                    if inspect.isclass(c) and issubclass(c, sched.LRScheduler | sched.ReduceLROnPlateau)
                    and n not in ("LRScheduler", "_LRScheduler"))
     return "a class of torch.optim.lr_scheduler: " + ", ".join(names)
-
-
-# ---------------------------------------------------------------------------- checks
-
-
-def check_root(cfg: DictConfig) -> None:
-    """Top-level scalars have their types; a ``+key`` added on the command line must be known."""
-    root = {k: cfg[k] for k in ROOT_KEYS if k in cfg}
-    for key, value in OmegaConf.to_container(OmegaConf.create(root), resolve=True).items():
-        check_value(key, value, ROOT_KEYS[key])
-    if not HydraConfig.initialized():
-        return
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from stm_lab.run import conf_dir
-
-    groups = {p.name for p in Path(conf_dir()).iterdir() if p.is_dir()}
-    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    for o in overrides:
-        key = o.key_or_group
-        if o.is_add() and "." not in key and key not in groups and key not in ROOT_KEYS and "/" not in key:
-            raise ConfigError(key, o.value(), sorted({*ROOT_KEYS, *cfg} - {key}),
-                              hint="unknown top-level key")
-
-
-def check_data(data: Mapping[str, Any]) -> None:
-    from stm_lab.data import MODULE_KEYS, MemoryDataModule
-    from stm_lab.tasks import TASKS
-
-    check_value("data.task", data.get("task"), str)
-    task_cls = TASKS.get(data["task"])
-    extra = {k: Any for k in MODULE_KEYS}  # module keys declared by name only are accepted too
-    check_section("data", data, [(task_cls, ()), (MemoryDataModule, ("task", "seed", "cache_dir"))], extra)
-
-
-def check_cell(cell: Mapping[str, Any]) -> None:
-    from stm_lab.cells import CELLS, RecurrentCore
-
-    check_value("cell.name", cell.get("name"), str)
-    CELLS.get(cell["name"])
-    check_section("cell", cell, [(RecurrentCore, ("input_size",))])
-
-
-def check_head(head: Mapping[str, Any], default_head: str) -> None:
-    from stm_lab.heads import HEADS
-
-    check_value("head.name", head.get("name"), str)
-    name = default_head if head["name"] == "auto" else head["name"]
-    if name not in HEADS:
-        raise ConfigError("head.name", head["name"], ["auto", *HEADS.names()])
-    check_section("head", head, [(HEADS.get(name), ("hidden_size", "spec"))], {"name": str})
-
-
-def check_optimizer(cfg: DictConfig) -> None:
-    """The optimizer (and scheduler) must exist, take these keys, and accept their values:
-    each is built once on a dummy parameter, so ``lr=-1`` fails here and not at step one."""
-    import torch
-    from hydra.utils import instantiate
-
-    opt = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    check_target("optimizer", opt, skip=("params",), kinds=_optimizer_names())
-    dummy = [torch.nn.Parameter(torch.zeros(1))]
-    try:
-        optimizer = instantiate(cfg.optimizer)(params=dummy)
-    except (TypeError, ValueError) as e:
-        raise ConfigError("optimizer", opt, hint=f"{opt['_target_']}: {e}") from e
-    if cfg.get("scheduler"):
-        sched = OmegaConf.to_container(cfg.scheduler, resolve=True)
-        check_target("scheduler", sched, skip=("optimizer",), kinds=_scheduler_names())
-        try:
-            instantiate(cfg.scheduler)(optimizer=optimizer)
-        except (TypeError, ValueError) as e:
-            raise ConfigError("scheduler", sched, hint=f"{sched['_target_']}: {e}") from e
-
-
-def check_instantiables(cfg: DictConfig) -> None:
-    """The trainer, loggers and callbacks: every ``_target_`` node against its signature."""
-    check_target("trainer", OmegaConf.to_container(cfg.trainer, resolve=True), skip=TRAINER_SKIP)
-    for group in ("logger", "callbacks"):
-        for name, node in (cfg.get(group) or {}).items():
-            if isinstance(node, DictConfig) and "_target_" in node:
-                check_target(f"{group}.{name}", OmegaConf.to_container(node, resolve=True))
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check the whole config before anything is generated or trained. Raises ConfigError."""
-    from stm_lab.cells import RecurrentCore
-    from stm_lab.data.module import build_task
-    from stm_lab.heads import build_head
-    from stm_lab.model import InputEncoder
-
-    check_root(cfg)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    check_data(data)
-    task = build_task(data)  # the task's own range checks (__post_init__)
-    spec = task.spec
-    cell = OmegaConf.to_container(cfg.cell, resolve=True)
-    check_cell(cell)
-    head = OmegaConf.to_container(cfg.head, resolve=True)
-    check_head(head, spec.default_head)
-    embedding_dim = cfg.get("embedding_dim")
-    if embedding_dim is not None and embedding_dim < 1:
-        raise ConfigError("embedding_dim", embedding_dim, "null or an integer >= 1")
-    # The model's parts are small: building them runs their own checks (sizes, head vs task).
-    encoder = InputEncoder(spec, embedding_dim)
-    core = RecurrentCore(input_size=encoder.output_size, **cell)
-    head_params = {k: v for k, v in head.items() if k != "name"}
-    build_head(head["name"], core.hidden_size, spec, **head_params)
-    check_optimizer(cfg)
-    check_instantiables(cfg)

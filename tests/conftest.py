@@ -17,14 +17,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # OpenMP threads run them several times slower than one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-from stm_lab.run import conf_dir  # noqa: E402
+from stm_lab.config import compose, conf_dir  # noqa: E402
 
-CONF = Path(conf_dir())
+CONF = conf_dir()
 
 # A copy task small enough to train in seconds.
 TINY = ["data.delay=3", "data.list_length=3", "data.num_symbols=4", "data.n_train=256",
@@ -39,16 +36,7 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """The real config tree composed as the CLI would, with this run's folder set to ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    if output_dir is not None:
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            del cfg.hydra
-    return cfg
+    return compose(overrides, output_dir)
 
 
 @pytest.fixture

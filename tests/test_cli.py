@@ -21,8 +21,8 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-# Hub datasets need a network; the text experiments run in process on local files (test_text.py).
-OFFLINE = [name for name in EXPERIMENTS if not name.startswith("text_")]
+# Hub datasets need a network; the text experiment runs in process on local files (test_text.py).
+OFFLINE = [name for name in EXPERIMENTS if name != "text"]
 
 
 def test_every_experiment_runs_in_one_multirun(tmp_path):
@@ -36,15 +36,14 @@ def test_every_experiment_runs_in_one_multirun(tmp_path):
         s = json.loads(path.read_text())
         name = next(o.split("=", 1)[1] for o in s["overrides"] if o.startswith("+experiment="))
         assert s["status"] == "completed", name
-        if name.split("_")[-1] in ("rnn", "lstm", "gru"):  # memory_span: a sweep preset
-            assert s["cell"] == name.split("_")[-1]
-        assert f"test/{s['chance_metric']}" in s["metrics"], name  # the metric its chance level is for
+        assert f"test/{s['headline']}" in s["metrics"], name
+        assert s["headline"] in s["chance"] and s["headline"] in s["floor"], name  # beside its references
         seen[name] = s
     assert sorted(seen) == OFFLINE
-    assert {"test/mse", "test/chance"} <= set(seen["adding_gru"]["metrics"])
-    assert {"test/mc", "test/r2_lag_1", "test/r2_lag_40"} <= set(seen["mc_probe_lstm"]["metrics"])
-    assert {"test/recall_pos", "val/recall_best"} <= set(seen["nback_rnn"]["metrics"])
-    assert "test/acc_pos_7" in seen["serial_recall_lstm"]["metrics"]
+    assert "test/mse" in seen["adding"]["metrics"] and seen["adding"]["chance"]["mse"] == 1 / 6
+    assert "test/mc" in seen["mc_probe"]["metrics"] and len(seen["mc_probe"]["curves"]["test/r2_lag"]) == 40
+    assert {"test/recall_pos", "val/recall_best"} <= set(seen["nback"]["metrics"])
+    assert len(seen["serial_recall"]["curves"]["test/acc_pos"]) == 7
 
 
 def test_multirun_2x2_separate_runs_and_wandb(tmp_path):
@@ -64,8 +63,9 @@ def test_multirun_2x2_separate_runs_and_wandb(tmp_path):
         assert len(files) == 1, files  # exactly one W&B run per job: no bleeding between jobs
         blob = files[0].read_bytes()
         assert s["wandb"]["id"].encode() in blob
-        # test/acc_pos_curve: the serial-position table and its line plot
-        for key in (b"test/acc", b"val/acc_best", b"train/loss_step", b"test/acc_pos_curve"):
+        # test/acc_pos_curve: the serial-position table and its line plot; chance/floor: the references
+        for key in (b"test/acc", b"val/acc_best", b"train/loss_step", b"test/acc_pos_curve", b"chance/acc",
+                    b"floor/acc"):
             assert key in blob
     assert seen == {("rnn", 0), ("rnn", 1), ("gru", 0), ("gru", 1)}
     ids = {json.loads(p.read_text())["wandb"]["id"] for p in summaries}

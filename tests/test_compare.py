@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from stm_lab import compare
-from stm_lab.metrics import metric_curves
 
 # Known accuracies per (cell, delay, seed): "a" stays above the threshold 0.5625 up to
 # delay 10 for every seed; "b" up to 5 for seeds 0 and 1 and fails already at 5 for seed 2.
@@ -21,14 +20,15 @@ ACC = {
 }
 
 
-def _summary(cell: str, delay: int, seed: int, acc: float, status: str = "completed") -> dict:
+def _summary(cell: str, delay: int, seed: int, acc: float, status: str = "completed", task: str = "copy",
+             chance: float = 0.125, floor: float | None = None) -> dict:
     return {
-        "status": status, "task": "copy", "cell": cell, "seed": seed, "chance": 0.125,
-        "metrics": {"test/acc": acc, "test/acc_pos_1": min(1.0, acc + 0.1), "test/acc_pos_2": acc,
-                    "test/acc_pos_3": max(0.0, acc - 0.1), "test/r2_lag_1": 0.9, "test/r2_lag_2": 0.5,
-                    "test/mc": 1.4},
+        "status": status, "task": task, "cell": cell, "seed": seed, "chance": {"acc": chance},
+        "floor": {"acc": {"value": floor, "by": "majority"}} if floor is not None else {},
+        "metrics": {"test/acc": acc, "test/mc": 1.4},
+        "curves": {"test/acc_pos": [min(1.0, acc + 0.1), acc, max(0.0, acc - 0.1)], "test/r2_lag": [0.9, 0.5]},
         "config": {"seed": seed, "cell": {"name": cell, "hidden_size": 8},
-                   "data": {"task": "copy", "delay": delay, "list_length": 3}},
+                   "data": {"task": task, "delay": delay, "list_length": 3}},
     }
 
 
@@ -59,6 +59,9 @@ def test_aggregate_forgetting_curve(sweep):
     assert row["mean"] == pytest.approx(pd.Series(ACC[("b", 10)]).mean())
     assert row["std"] == pytest.approx(pd.Series(ACC[("b", 10)]).std())  # over seeds, ddof=1
     assert row["n"] == 3 and row["chance"] == 0.125
+    # The 95% t-interval: mean ± t(0.975, 2) * std / sqrt(3), t = 4.3027
+    half = 4.302653 * pd.Series(ACC[("b", 10)]).std() / 3 ** 0.5
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((row["mean"] - half, row["mean"] + half), rel=1e-5)
 
 
 def test_memory_span_per_seed_mean_std(sweep):
@@ -92,6 +95,8 @@ def test_cli_writes_table_csv_and_figures(sweep, tmp_path, capsys):
     assert len(pd.read_csv(out / "runs.csv")) == 18  # completed only
     span = pd.read_csv(out / "span.csv")
     assert sorted(span["cell.name"]) == ["a", "b"]
+    pairs = pd.read_csv(out / "comparisons.csv")
+    assert set(pairs["verdict"]) <= {"a > b", "b > a", "not resolved"}
     for png in ("test_acc_vs_data_delay.png", "curves_test_acc_pos.png", "curves_test_r2_lag.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     pos = pd.read_csv(out / "curves_test_acc_pos.csv")
@@ -116,7 +121,7 @@ def test_cli_other_metric_and_dotted_keys(sweep, tmp_path):
 @pytest.mark.parametrize("args,expected", [
     (["--by", "colour"], "config key '--by' has a bad value 'colour'; allowed: cell, delay, hidden_size"),
     (["--over", "data.nope"], "'--over' has a bad value 'data.nope'"),
-    (["--metric", "test/accuracy"], "'--metric' has a bad value 'test/accuracy'; allowed: test/acc, test/acc_pos_1"),
+    (["--metric", "test/accuracy"], "'--metric' has a bad value 'test/accuracy'; allowed: test/acc, test/mc"),
 ])
 def test_unknown_keys_name_the_allowed_ones(sweep, args, expected, capsys):
     assert compare.main([str(sweep), "--no-files", *args]) == 2
@@ -154,7 +159,7 @@ class FakeApi:
 
 
 def _wandb_run(i: int, s: dict, group: str = "sweep1", state: str = "finished"):
-    summary = {**s["metrics"], "test/chance": s["chance"], "_step": 10, "_wandb": {"runtime": 3},
+    summary = {**s["metrics"], "chance/acc": s["chance"]["acc"], "_step": 10, "_wandb": {"runtime": 3},
                "test/acc_pos_curve": {"_type": "table-file"}}
     return SimpleNamespace(id=f"run{i}", group=group, state=state, summary_metrics=summary, config=s["config"])
 
@@ -178,10 +183,57 @@ def test_wandb_api_path(tmp_path):
         compare.wandb_summaries("me/stm_lab", "none", api)
 
 
-def test_metric_curves_groups_positions_and_lags():
-    curves = metric_curves({"test/acc_pos_2": 0.5, "test/acc_pos_10": 0.1, "test/acc_pos_1": 0.9,
-                            "test/r2_lag_1": 0.8, "test/acc": 0.5, "test/mc": 1.0})
-    assert curves == {"test/acc_pos": {1: 0.9, 2: 0.5, 10: 0.1}, "test/r2_lag": {1: 0.8}}
+def _write(root: Path, runs: list[dict]) -> Path:
+    for i, s in enumerate(runs):
+        (root / str(i)).mkdir(parents=True)
+        (root / str(i) / "summary.json").write_text(json.dumps(s))
+    return root
+
+
+def test_span_threshold_uses_the_recorded_floor_not_a_guess_from_the_name(tmp_path):
+    """n-back: the headline's chance is 0.5 but always answering "no match" already scores 0.667 in
+    accuracy; the span threshold for test/acc is halfway from that floor to 1, as recorded."""
+    runs = [_summary(c, d, seed, acc, task="nback", chance=0.5, floor=0.667)
+            for (c, d), accs in {("gru", 2): [0.95, 0.9], ("gru", 4): [0.8, 0.82]}.items()
+            for seed, acc in enumerate(accs)]
+    df = compare.load_runs([_write(tmp_path / "nback", runs)])
+    spans = compare.memory_span(df, "test/acc", "data.delay", ["cell.name"])
+    assert spans.loc[0, "threshold"] == pytest.approx((0.667 + 1) / 2)
+    assert spans.loc[0, "reference"] == "floor" and spans.loc[0, "span_mean"] == 2
+    agg = compare.aggregate(df, "test/acc", ["cell.name"], "data.delay")
+    assert agg["chance"].eq(0.5).all() and agg["floor"].eq(0.667).all() and agg["floor_by"].eq("majority").all()
+    seeds = compare.memory_span(df, "test/acc", "data.delay", ["cell.name"], per_seed=True)
+    assert seeds["margin"].to_numpy() == pytest.approx([0.95 - 0.8335, 0.9 - 0.8335])
+    assert seeds["next_margin"].to_numpy() == pytest.approx([0.8 - 0.8335, 0.82 - 0.8335])
+
+
+def test_tasks_are_never_averaged_together(tmp_path, capsys):
+    runs = [_summary("lstm", 5, 0, 0.9), _summary("lstm", 5, 1, 0.8),
+            _summary("lstm", 5, 0, 0.6, task="dms", chance=0.5), _summary("lstm", 5, 1, 0.7, task="dms", chance=0.5)]
+    root = _write(tmp_path / "mixed", runs)
+    result = compare.compare(compare.load_runs([root]), "test/acc", ["cell"], "delay", out=tmp_path / "o")
+    agg = result["aggregate"].set_index("task")
+    assert agg.loc["copy", "mean"] == pytest.approx(0.85) and agg.loc["copy", "chance"] == 0.125
+    assert agg.loc["dms", "mean"] == pytest.approx(0.65) and agg.loc["dms", "chance"] == 0.5
+    assert result["comparisons"].empty  # one cell per task: nothing to rank, and never across tasks
+
+
+def test_a_corrupt_summary_is_skipped_and_named(sweep, tmp_path, capsys):
+    bad = sweep / "broken" / "summary.json"
+    bad.parent.mkdir()
+    bad.write_text('{"status": "compl')
+    assert compare.main([str(sweep), "--no-files"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped {bad}: not a readable summary" in captured.err
+    assert "1 unreadable" in captured.out
+
+
+def test_differences_inside_the_interval_are_not_resolved():
+    diff, low, high = compare.difference_interval([0.80, 0.82, 0.84], [0.79, 0.83, 0.85])
+    assert low < 0 < high and compare.verdict(diff, low, high, "a", "b") == "not resolved"
+    diff, low, high = compare.difference_interval([0.90, 0.91, 0.92], [0.50, 0.52, 0.51])
+    assert compare.verdict(diff, low, high, "a", "b") == "a > b" and low > 0
+    assert compare.verdict(0.3, float("nan"), float("nan"), "a", "b") == "not resolved"  # one seed: no interval
 
 
 def test_python_m_stm_lab_compare_dispatch(sweep, monkeypatch, capsys):
@@ -191,7 +243,7 @@ def test_python_m_stm_lab_compare_dispatch(sweep, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         entry.main()
     assert exit_info.value.code == 0
-    assert "test/acc: mean ± std over seeds (18 completed runs)" in capsys.readouterr().out
+    assert "test/acc: mean over seeds, 95% CI (18 completed runs)" in capsys.readouterr().out
 
 
 def test_wandb_curve_is_a_line_plot_of_the_table():
@@ -199,9 +251,9 @@ def test_wandb_curve_is_a_line_plot_of_the_table():
 
     logged = []
     run = SimpleNamespace(name="copy-lstm-seed0", log=logged.append)
-    log_wandb_curves(run, {"test/acc_pos": {1: 0.9, 2: 0.5, 3: 0.25}, "test/r2_lag": {1: 0.7}})
+    log_wandb_curves(run, {"test/acc_pos": [0.9, 0.5, 0.25], "test/r2_lag": [0.7]})
     (payload,) = logged
     chart = payload["test/acc_pos_curve"]
-    assert chart.table.columns == ["serial position", "acc"]
+    assert chart.table.columns == ["serial position", "acc_pos"]
     assert chart.table.data == [[1, 0.9], [2, 0.5], [3, 0.25]]
-    assert payload["test/r2_lag_curve"].table.columns == ["lag", "r2"]
+    assert payload["test/r2_lag_curve"].table.columns == ["lag", "r2_lag"]

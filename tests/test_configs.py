@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF, compose_config
-from hydra.utils import instantiate
 
-from stm_lab.run import build_datamodule, build_model
+from stm_lab.build import build_datamodule, build_model, build_trainer
 
 GROUPS = ["data", "cell", "head", "trainer", "logger", "callbacks", "debug"]
 
@@ -27,17 +26,15 @@ def test_group_option_composes(group, option, tmp_path):
 @pytest.mark.parametrize("name", _options("experiment"))
 def test_experiment_composes_and_builds(name, tmp_path):
     extra = []
-    if name.startswith("text_"):  # a hub dataset: build it on a local file instead (no network)
+    if name == "text":  # a hub dataset: build it on a local file instead (no network)
         data = tmp_path / "t.csv"
         data.write_text("text,label\nfine film,1\nbad film,0\n" * 10)
         extra = ["data.dataset=null", f"data.data_files={data}", "data.text_column=text", "data.test_split=null"]
     cfg = compose_config([f"+experiment={name}", "data.n_train=8", "data.n_val=8", "data.n_test=8", *extra],
                          tmp_path)
-    if name.split("_")[-1] in ("rnn", "lstm", "gru"):  # memory_span: a sweep preset without a cell
-        assert cfg.cell.name == name.split("_")[-1]
     dm = build_datamodule(cfg)
-    build_model(cfg, dm)
-    instantiate(cfg.trainer, logger=False)
+    build_model(cfg, dm.spec)
+    build_trainer(cfg, [])
 
 
 def test_experiment_is_not_in_defaults():

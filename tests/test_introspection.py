@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from stm_lab import api
+from stm_lab.build import build_datamodule, build_model
 from stm_lab.cells import Internals
 from stm_lab.errors import ConfigError
 from stm_lab.introspection import GateStatistics, gate_statistics
-from stm_lab.run import build_datamodule, build_model, train
-from stm_lab.tasks import TASKS
+from stm_lab.run import train
 
 
 def test_gate_statistics_by_hand():
@@ -34,7 +35,7 @@ def test_gate_statistics_by_hand():
 
 
 def test_copy_delay_mask_is_the_blanks_before_the_delimiter():
-    task = TASKS.get("copy")(delay=4, list_length=3, num_symbols=5)
+    task = api.task("copy", delay=4, list_length=3, num_symbols=5)
     data = task.generate(2, __import__("numpy").random.default_rng(0))
     x, mask = torch.from_numpy(data["x"]), torch.from_numpy(data["mask"])
     delay = task.delay_mask(x, mask)
@@ -46,7 +47,7 @@ def test_copy_delay_mask_is_the_blanks_before_the_delimiter():
 
 def test_callback_config_errors():
     with pytest.raises(ConfigError, match="every_n_epochs"):
-        GateStatistics(every_n_epochs=0)
+        GateStatistics(every_n_epochs=0, max_sequences=8, saturation=0.05)
 
 
 def test_callback_logs_every_n_epochs_and_paths_share_checkpoints(make_cfg):
@@ -67,13 +68,12 @@ def test_callback_logs_every_n_epochs_and_paths_share_checkpoints(make_cfg):
     ref_cfg = make_cfg("cell.impl=reference", subdir="ref")
     dm = build_datamodule(ref_cfg)
     dm.setup()
-    fast_model, ref_model = build_model(cfg, dm), build_model(ref_cfg, dm)
+    fast_model, ref_model = build_model(cfg, dm.spec), build_model(ref_cfg, dm.spec)
     fast_model.load_state_dict(ckpt["state_dict"])
     ref_model.load_state_dict(ckpt["state_dict"])  # strict: the same keys
     batch = dm.tensors("val")
     with torch.no_grad():
-        torch.testing.assert_close(ref_model.eval()(batch["x"], batch["mask"]),
-                                   fast_model.eval()(batch["x"], batch["mask"]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(ref_model.eval()(batch).preds, fast_model.eval()(batch).preds, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("cell", ["gru"])

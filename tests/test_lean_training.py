@@ -7,15 +7,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stm_lab.build import build_datamodule
 from stm_lab.errors import ConfigError
-from stm_lab.metrics import TrainingScores, split_metrics
-from stm_lab.run import build_datamodule
+from stm_lab.metrics import Scored, ScoreSet, TrainingScores
 from stm_lab.tasks.spec import TaskSpec
 
 
 def _spec(kind: str, size: int) -> TaskSpec:
     return TaskSpec(input_kind="tokens", input_size=3, output_kind=kind, output_size=size, scored="steps",
-                    seq_len=4, chance=0.0, chance_note="", default_head="per_step")
+                    seq_len=4, chance={}, chance_note="", default_head="per_step")
+
+
+def _update(scores: ScoreSet, preds: torch.Tensor, target: torch.Tensor) -> None:
+    scores.update(Scored(preds, target, torch.ones(len(target), 1, dtype=torch.bool)))
 
 
 @settings(max_examples=30, deadline=None)
@@ -24,26 +28,26 @@ def _spec(kind: str, size: int) -> TaskSpec:
 def test_training_scores_equal_torchmetrics(classes, batches, seed, skew):
     """Accumulated over several batches, including classes absent from targets or predictions."""
     spec = _spec("classes", classes)
-    lean, reference = TrainingScores(spec), split_metrics(spec, "val")
+    lean, reference = TrainingScores(True, classes), ScoreSet(spec, "val")
     g = torch.Generator().manual_seed(seed)
     for n in batches:
         target = torch.randint(0, 2 if skew else classes, (n,), generator=g)
         preds = torch.randn(n, classes, generator=g)
         lean.update(preds, target)
-        reference.update(preds, target)
-    got, want = lean.compute(), reference.compute()
+        _update(reference, preds, target)
+    got, want = lean.compute(), reference.compute()[0]
     for key in ("acc", "recall"):
         torch.testing.assert_close(got[key], want[f"val/{key}"], rtol=0, atol=1e-6, msg=key)
 
 
 def test_training_scores_mse_and_reset():
     spec = _spec("regression", 3)
-    lean, reference = TrainingScores(spec), split_metrics(spec, "val")
+    lean, reference = TrainingScores(False, 3), ScoreSet(spec, "val")
     for _ in range(3):
         preds, target = torch.randn(5, 3), torch.randn(5, 3)
         lean.update(preds, target)
-        reference.update(preds, target)
-    torch.testing.assert_close(lean.compute()["mse"], reference.compute()["val/mse"])
+        _update(reference, preds, target)
+    torch.testing.assert_close(lean.compute()["mse"], reference.compute()[0]["val/mse"])
     lean.reset()
     assert lean.compute() == {}
 

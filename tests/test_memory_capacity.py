@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from stm_lab.heads import build_head
+from stm_lab import api
+from stm_lab.build import build_datamodule, build_head, build_model
 from stm_lab.metrics import LagR2, MemoryCapacity, PositiveRecall
-from stm_lab.run import build_datamodule, build_model, train
-from stm_lab.tasks.memory_capacity import MemoryCapacityTask
+from stm_lab.run import train
 
 MC_TINY = ["data=memory_capacity", "data.max_delay=16", "data.washout=16", "data.length=80",
            "data.n_train=200", "data.n_val=20", "data.n_test=100", "data.batch_size=50",
@@ -42,8 +42,8 @@ def test_positive_recall_is_the_hit_rate():
 
 
 def _ridge_mc(states_train, y_train, states_test, y_test, k_max):
-    spec = MemoryCapacityTask(max_delay=k_max, washout=k_max, length=k_max + 1).spec
-    head = build_head("ridge", states_train.shape[1], spec, alpha=1e-8)
+    spec = api.task("memory_capacity", max_delay=k_max, washout=k_max, length=k_max + 1).spec
+    head = build_head({"_target_": "stm_lab.heads.RidgeHead", "alpha": 1e-8}, states_train.shape[1], spec)
     head.fit([(states_train, y_train)])
     r2 = LagR2(k_max)
     r2.update(head.proj(states_test), y_test)
@@ -79,7 +79,7 @@ def test_shift_register_rnn_through_the_pipeline(make_cfg):
     cfg = make_cfg(*MC_TINY, "head=ridge", "trainer.max_epochs=0", "cell=rnn", "cell.nonlinearity=relu",
                    f"cell.hidden_size={N}", tiny=False)
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm)
+    model = build_model(cfg, dm.spec)
     rnn = model.core.rnn
     with torch.no_grad():
         for p in rnn.parameters():
@@ -90,7 +90,7 @@ def test_shift_register_rnn_through_the_pipeline(make_cfg):
     trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")
     m = trainer.test(model, datamodule=dm, verbose=False)[0]
-    assert [m[f"test/r2_lag_{k}"] for k in range(1, N)] == pytest.approx([1.0] * (N - 1), abs=1e-3)
+    assert model.curves["test/r2_lag"][:N - 1] == pytest.approx([1.0] * (N - 1), abs=1e-3)
     assert m["test/mc"] == pytest.approx(N - 1, abs=0.05)
 
 
@@ -102,8 +102,9 @@ def test_mc_never_exceeds_the_state_units(make_cfg, cell):
     summary = train(make_cfg(*MC_TINY, "head=ridge", "trainer.max_epochs=0", f"cell={cell}",
                              f"cell.hidden_size={N}", tiny=False))
     m = summary["metrics"]
-    assert summary["status"] == "completed" and m["test/chance"] == 0.0
-    curve = [m[f"test/r2_lag_{k}"] for k in range(1, 17)]
+    assert summary["status"] == "completed" and summary["chance"]["mc"] == 0.0
+    curve = summary["curves"]["test/r2_lag"]
+    assert len(curve) == 16
     assert sum(curve) == pytest.approx(m["test/mc"], abs=1e-4)
     assert 0.5 < m["test/mc"] <= N
     assert curve[0] > curve[-1]  # memory fades with the delay

@@ -1,10 +1,19 @@
 import pytest
 import torch
 
+from stm_lab import api
+from stm_lab.build import build_head
+from stm_lab.cells import CoreOutput
 from stm_lab.errors import ConfigError
-from stm_lab.heads import SequenceHead, build_head
-from stm_lab.metrics import SequenceAccuracy, SerialPositionAccuracy, scored_positions
-from stm_lab.tasks.copy import CopyTask
+from stm_lab.heads import SequenceHead
+from stm_lab.metrics import (
+    METRICS,
+    Scored,
+    ScoreSet,
+    SequenceAccuracy,
+    SerialPositionAccuracy,
+    scored_positions,
+)
 
 
 def _one_hot_preds(labels, classes=4):
@@ -44,40 +53,71 @@ def test_serial_position_and_sequence_accuracy_any_batch_split():
     assert seq_acc.compute().item() == pytest.approx(11 / 12)
 
 
+def _batch(mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"mask": mask, "y": torch.where(mask, 1, -100)}
+
+
 def test_heads_read_only_scored_steps():
-    spec = CopyTask(delay=2, list_length=3, num_symbols=4).spec
-    head = build_head("auto", 5, spec)
+    spec = api.task("copy", delay=2, list_length=3, num_symbols=4).spec
+    head = build_head({"_target_": None}, 5, spec)  # head=auto: the task's own (per step)
     h = torch.randn(2, 8, 5)
     mask = torch.zeros(2, 8, dtype=torch.bool)
     mask[:, 5:] = True
-    out = head(h, mask)
-    assert out.shape == (6, 4)
+    out = head(CoreOutput(h), _batch(mask))
+    assert out.preds.shape == (6, 4) and out.target.shape == (6,)
     h2 = h.clone()
     h2[:, :5] = 99.0  # unscored steps do not reach the output
-    assert torch.equal(head(h2, mask), out)
+    assert torch.equal(head(CoreOutput(h2), _batch(mask)).preds, out.preds)
 
 
 def test_sequence_head_needs_one_scored_step():
-    spec = CopyTask(delay=2, list_length=3).spec
+    spec = api.task("copy", delay=2, list_length=3).spec
     with pytest.raises(ConfigError, match="head.*per_step"):
-        build_head("sequence", 5, spec)
-    with pytest.raises(ConfigError, match="head.name.*per_step, ridge, sequence"):
-        build_head("attention", 5, spec)
+        build_head({"_target_": "stm_lab.heads.SequenceHead", "pool": "last"}, 5, spec)
+    with pytest.raises(ConfigError, match=r"head\._target_.*attention"):
+        build_head({"_target_": "stm_lab.heads.attention"}, 5, spec)
+    with pytest.raises(ConfigError, match=r"head\.pool.*last, mean"):
+        build_head({"_target_": "stm_lab.heads.SequenceHead", "pool": "max"}, 5, spec)
 
 
 def test_sequence_head_mean_pool_ignores_later_steps():
     from dataclasses import replace
 
-    spec = replace(CopyTask().spec, scored="one", positions=None)
+    spec = replace(api.task("copy").spec, scored="one", positions=None, metrics=("acc",), chance={})
     head = SequenceHead(3, spec, pool="mean")
     h = torch.randn(2, 6, 3)
     mask = torch.zeros(2, 6, dtype=torch.bool)
     mask[0, 3] = mask[1, 5] = True
-    out = head(h, mask)
+    out = head(CoreOutput(h), _batch(mask)).preds
     h2 = h.clone()
     h2[0, 4:] = 1e3  # after the scored step: padding
-    assert torch.allclose(head(h2, mask), out)
+    assert torch.allclose(head(CoreOutput(h2), _batch(mask)).preds, out)
     assert torch.allclose(out[0], head.proj(h[0, :4].mean(0)))
+
+
+def test_every_declared_metric_is_complete_and_tasks_name_only_declared_ones():
+    from stm_lab.tasks import TASKS
+
+    for name, d in METRICS.items():
+        assert d.name == name and d.doc and isinstance(d.higher_is_better, bool)
+        assert set(d.splits) <= {"val", "test"}
+    for name in ("copy", "serial_recall", "adding", "associative_recall", "nback", "dms", "memory_capacity"):
+        spec = api.task(name).spec
+        assert TASKS.get(name).name == name
+        assert all(m in METRICS for m in spec.metrics) and spec.headline in spec.metrics
+
+
+def test_score_set_keeps_curves_as_lists_and_scalars_by_split():
+    spec = api.task("copy", delay=2, list_length=3, num_symbols=4).spec
+    mask = torch.zeros(4, 8, dtype=torch.bool)
+    mask[:, 5:] = True
+    target = torch.randint(0, 4, (12,))
+    scores = ScoreSet(spec, "test")
+    scores.update(Scored(_one_hot_preds(target), target, mask))
+    scalars, curves = scores.compute()
+    assert set(scalars) == {"test/acc", "test/recall", "test/acc_sequence"}
+    assert list(curves) == ["test/acc_pos"] and curves["test/acc_pos"].tolist() == [1.0, 1.0, 1.0]
+    assert set(ScoreSet(spec, "val").defs) == {"acc", "recall"}  # curves and whole lists: test only
 
 
 def test_position_metrics_match_direct_count_under_random_splits():

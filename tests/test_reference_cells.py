@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from stm_lab.cells import RecurrentCore, ReferenceRecurrent
+from stm_lab import api
+from stm_lab.cells import CELLS, ReferenceRecurrent
 from stm_lab.errors import ConfigError
 
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -18,7 +19,7 @@ def _pair(mode, nonlinearity, input_size, hidden_size, layers, dropout=0.0, loop
     kwargs = {"nonlinearity": nonlinearity} if mode == "rnn" else {}
     fast = TORCH[mode](input_size, hidden_size, num_layers=layers, batch_first=True,
                        dropout=dropout if layers > 1 else 0.0, **kwargs)
-    ref = ReferenceRecurrent(mode, input_size, hidden_size, layers, nonlinearity=nonlinearity,
+    ref = ReferenceRecurrent(CELLS.get(mode), input_size, hidden_size, layers, nonlinearity=nonlinearity,
                              dropout=dropout if layers > 1 else 0.0, loop=loop)
     ref.load_state_dict(fast.state_dict())  # strict: same keys and shapes
     return fast, ref
@@ -103,22 +104,22 @@ def test_dropout_between_layers_in_training_only(mode):
 def test_core_checkpoint_loads_across_paths(name):
     """A fast-path state dict loads strictly into a reference core, and both compute the same."""
     kwargs = {"forget_bias": 1.0} if name == "lstm" else {}
-    fast = RecurrentCore(name, 5, 6, num_layers=2, recurrent_init="orthogonal", **kwargs)
-    ref = RecurrentCore(name, 5, 6, num_layers=2, impl="reference", **kwargs)
+    fast = api.cell(name, 5, hidden_size=6, num_layers=2, recurrent_init="orthogonal", **kwargs)
+    ref = api.cell(name, 5, hidden_size=6, num_layers=2, impl="reference", **kwargs)
     assert isinstance(ref.rnn, ReferenceRecurrent)
     assert list(fast.state_dict()) == list(ref.state_dict())
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(3, 7, 5)
-    torch.testing.assert_close(ref(x), fast(x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ref(x)[0], fast(x)[0], atol=1e-5, rtol=0)
     # The introspection copy of a fast core holds its weights and does not share storage.
     copy = fast.reference()
-    torch.testing.assert_close(copy(x)[0], fast(x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(copy(x)[0], fast(x)[0], atol=1e-5, rtol=0)
     assert copy.weight_hh_l0.data_ptr() != fast.rnn.weight_hh_l0.data_ptr()
     assert fast.internals(x).hidden.shape == (2, 3, 7, 6)
 
 
 def test_forget_bias_and_init_apply_to_reference_core():
-    ref = RecurrentCore("lstm", 4, 6, impl="reference", forget_bias=2.0, recurrent_init="orthogonal")
+    ref = api.cell("lstm", 4, hidden_size=6, impl="reference", forget_bias=2.0, recurrent_init="orthogonal")
     torch.testing.assert_close((ref.rnn.bias_ih_l0 + ref.rnn.bias_hh_l0)[6:12], torch.full((6,), 2.0))
     block = ref.rnn.weight_hh_l0[:6]
     torch.testing.assert_close(block @ block.T, torch.eye(6), atol=1e-5, rtol=0)
@@ -128,11 +129,11 @@ def test_forget_bias_and_init_apply_to_reference_core():
                                         ({"reference_loop": "jit"}, "cell.reference_loop")])
 def test_bad_impl_config(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        RecurrentCore("lstm", 3, 4, **kwargs)
+        api.cell("lstm", 3, hidden_size=4, **kwargs)
 
 
 def test_compile_keeps_state_dict_keys_and_traces_the_eager_loop():
-    core = RecurrentCore("gru", 3, 4, impl="reference")
+    core = api.cell("gru", 3, hidden_size=4, impl="reference")
     keys = list(core.state_dict())
     core.compile()  # lazy: nothing is compiled until the first call
     assert core.rnn.loop == "eager"
@@ -142,8 +143,8 @@ def test_compile_keeps_state_dict_keys_and_traces_the_eager_loop():
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_bf16_autocast_on_cpu_runs(name):
     """trainer.precision=bf16-mixed on a CPU: the fast core must not crash in oneDNN."""
-    core = RecurrentCore(name, 3, 8)
+    core = api.cell(name, 3, hidden_size=8)
     x = torch.randn(2, 5, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = core(x)
-    torch.testing.assert_close(out, core(x))  # the core itself ran in float32
+        out, _ = core(x)
+    torch.testing.assert_close(out, core(x)[0])  # the core itself ran in float32

@@ -27,11 +27,12 @@ from hypothesis import strategies as st
 from omegaconf import open_dict, read_write
 from test_cli import ENV
 
+from stm_lab.build import build_task
 from stm_lab.errors import ConfigError
 from stm_lab.run import run_job, train
 from stm_lab.summary import read_summary, write_json_atomic
 from stm_lab.tasks import TASKS, Task, TaskSpec
-from stm_lab.validation import check_data
+from stm_lab.tasks.spec import task_field
 
 TESTS = Path(__file__).parent
 # Steps per epoch with TINY: 256 training sequences in batches of 32.
@@ -60,13 +61,15 @@ def wait_for(path: Path, timeout: float = 120.0) -> None:
     ("data.delay=abc", "config key 'data.delay' has a bad value 'abc'; allowed: an integer"),
     ("cell.hidden_size=2.5", "config key 'cell.hidden_size' has a bad value 2.5; allowed: an integer"),
     ("+data.dealy=3", "'data.dealy' has a bad value 3; allowed: batch_size, delay, list_length"),
-    ("++cell.nonlinearity=relu", "config key 'cell.nonlinearity' has a bad value 'relu'; allowed: tanh"),
+    ("++cell.nonlinearity=relu", "config key 'cell.nonlinearity' has a bad value 'relu'; allowed: dropout, forget_bias"),
     ("optimizer._target_=torch.optim.Adamm", "allowed: torch.optim.ASGD"),
     ("optimizer.lr=-1", "Invalid learning rate"),
     ("+optimizer.momentun=0.9", "'optimizer.momentun' has a bad value 0.9; allowed: amsgrad, betas"),
     ("trainer.precision=33", "'trainer.precision' has a bad value 33; allowed: 64, 32, 16"),
     ("trainer.accelerator=tpuu", "config key 'trainer'"),
     ("+sed=3", "config key 'sed' has a bad value 3; allowed: callbacks, cell, ckpt_path"),
+    ("compile=maybe", "config key 'compile' has a bad value 'maybe'; allowed: true or false"),
+    ("seed=-1", "config key 'seed' has a bad value -1; allowed: an integer in [0, 4294967295]"),
     ("embedding_dim=0", "'embedding_dim' has a bad value 0; allowed: null or an integer >= 1"),
     ("ckpt_path=missing.ckpt", "'ckpt_path' has a bad value 'missing.ckpt'; allowed: an existing checkpoint"),
 ])
@@ -86,8 +89,8 @@ def test_a_new_task_is_validated_from_its_annotations():
 
     @dataclass(frozen=True)
     class Toy(Task):
-        mode: Literal["recall", "recognise"] = "recall"
-        rate: float = 0.5
+        mode: Literal["recall", "recognise"] = task_field("recall or recognise")
+        rate: float = task_field("a rate")
 
         @property
         def spec(self) -> TaskSpec:
@@ -95,16 +98,17 @@ def test_a_new_task_is_validated_from_its_annotations():
 
     TASKS.register("toy_for_validation")(Toy)
     try:
-        base = {"task": "toy_for_validation", "n_train": 8, "n_val": 8, "n_test": 8, "batch_size": 4}
-        check_data({**base, "mode": "recognise", "rate": 1})  # an int is a fine float
+        base = {"task": "toy_for_validation", "n_train": 8, "n_val": 8, "n_test": 8, "batch_size": 4,
+                "on_device": False, "mode": "recall", "rate": 0.5}
+        assert build_task({**base, "mode": "recognise", "rate": 1}).rate == 1  # an int is a fine float
         with pytest.raises(ConfigError, match=r"'data.mode' has a bad value 'forget'; allowed: recall, recognise"):
-            check_data({**base, "mode": "forget"})
+            build_task({**base, "mode": "forget"})
         with pytest.raises(ConfigError, match=r"'data.rate' has a bad value 'high'; allowed: a number"):
-            check_data({**base, "rate": "high"})
+            build_task({**base, "rate": "high"})
         with pytest.raises(ConfigError, match=r"'data.n_val' has a bad value None; allowed: an integer"):
-            check_data({k: v for k, v in base.items() if k != "n_val"})
+            build_task({k: v for k, v in base.items() if k != "n_val"})
     finally:
-        TASKS._entries.pop("toy_for_validation")
+        TASKS.unregister("toy_for_validation")
 
 
 # Override choices: each composes; many are wrong in type or range, some combinations clash.
@@ -118,6 +122,7 @@ CHOICES = {
     "cell.num_layers": ["0", "1", "2"],
     "cell.dropout": ["0.0", "0.5", "1.5", "null"],
     "cell.recurrent_init": ["default", "orthogonal", "identity", "zeros"],
+    "compile": ["false", "maybe"],
     "++cell.nonlinearity": ["tanh", "relu", "gelu"],
     "++cell.forget_bias": ["null", "2.0", "x"],
     "+cell.bogus": ["1"],

@@ -96,7 +96,7 @@ def test_sweep_configs_compose(tmp_path):
                           "hydra/sweeper/pruner=median"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("stm_lab_optuna.sweeper.OptunaSweeper")
-    assert cfg.optimized_metric == "val/acc_best" and sweeper.direction == "maximize"
+    assert cfg.optimized_metric == "auto" and sweeper.direction == "auto"
     assert sweeper.sampler._target_ == "optuna.samplers.RandomSampler"
     assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
     assert set(sweeper.params) == {"cell", "cell.hidden_size", "optimizer.lr", "trainer.gradient_clip_val"}
@@ -120,6 +120,16 @@ def test_sweeper_plugin_ships_in_the_wheel_and_hydra_finds_it():
 
     found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
     assert "hydra_plugins.stm_lab_optuna.sweeper.OptunaSweeper" in found
+
+
+def test_auto_objective_follows_the_task_headline_and_its_direction():
+    from hydra_plugins.stm_lab_optuna._search import resolve_objective
+
+    assert resolve_objective(compose_config([]), "auto", "auto") == ("val/acc_best", "maximize")
+    assert resolve_objective(compose_config(["data=adding"]), "auto", "auto") == ("val/mse_best", "minimize")
+    assert resolve_objective(compose_config(["data=nback"]), "auto", "auto") == ("val/recall_best", "maximize")
+    with pytest.raises(ConfigError, match="hydra.sweeper.direction.*not a declared metric"):
+        resolve_objective(compose_config([]), "val/loss", "auto")  # no definition: say the direction
 
 
 @pytest.mark.parametrize("overrides,key", [

@@ -6,17 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stm_lab.data import MemoryDataModule, build_task
+from stm_lab import api
+from stm_lab.build import build_head
+from stm_lab.data import MemoryDataModule
 from stm_lab.errors import ConfigError
-from stm_lab.heads import build_head
 from stm_lab.tasks import TASKS
-from stm_lab.tasks.adding import AddingTask
-from stm_lab.tasks.associative_recall import AssociativeRecallTask
-from stm_lab.tasks.dms import DelayedMatchTask
-from stm_lab.tasks.memory_capacity import MemoryCapacityTask
-from stm_lab.tasks.nback import NBackTask
-from stm_lab.tasks.seq_digits import SequentialDigitsTask
-from stm_lab.tasks.serial_recall import SerialRecallTask
+
+SEQUENCE_HEAD = {"_target_": "stm_lab.heads.SequenceHead", "pool": "last"}
 
 # Tiny parameters for every registered task. A new task must add itself here (checked below).
 TINY_PARAMS = {
@@ -44,8 +40,13 @@ def text_file(tmp_path_factory) -> str:
 def make(name: str, text_file: str):
     params = dict(TINY_PARAMS[name])
     if name == "text":
-        params["data_files"] = text_file
-    return build_task({"task": name, **params})
+        params.update(dataset=None, data_files=text_file)
+    return api.task(name, **params)
+
+
+def module(task, n_train: int, n_val: int, n_test: int, batch_size: int, seed: int, cache_dir=None):
+    return MemoryDataModule(task, n_train, n_val, n_test, batch_size, on_device=False, seed=seed,
+                            cache_dir=cache_dir)
 
 
 def test_every_registered_task_is_covered():
@@ -55,8 +56,8 @@ def test_every_registered_task_is_covered():
 @pytest.mark.parametrize("name", sorted(TINY_PARAMS))
 def test_same_seed_same_splits(name, text_file, tmp_path):
     task = make(name, text_file)
-    a = MemoryDataModule(task, 40, 16, 16, 8, seed=3, cache_dir=tmp_path)
-    b = MemoryDataModule(task, 40, 16, 16, 8, seed=3, cache_dir=None)
+    a = module(task, 40, 16, 16, 8, seed=3, cache_dir=tmp_path)
+    b = module(task, 40, 16, 16, 8, seed=3)
     for split in ("train", "val", "test"):
         assert a.tensors(split).keys() == b.tensors(split).keys()
         for key, value in a.tensors(split).items():
@@ -66,7 +67,7 @@ def test_same_seed_same_splits(name, text_file, tmp_path):
     assert a.tensors("train")["x"].shape[1:] == a.tensors("test")["x"].shape[1:]
     assert not (a.tensors("train")["x"][:16] == a.tensors("test")["x"]).all()
     if name not in ("seq_digits", "text"):  # generated: another seed, other data
-        c = MemoryDataModule(task, 40, 16, 16, 8, seed=4, cache_dir=None)
+        c = module(task, 40, 16, 16, 8, seed=4)
         assert not (c.tensors("train")["x"] == a.tensors("train")["x"]).all()
 
 
@@ -91,14 +92,14 @@ def test_batches_match_the_spec(name, text_file):
     assert spec.paper and spec.tags and spec.chance_note
     if spec.scored == "steps":  # one label per sequence is what the sequence head is for
         with pytest.raises(ConfigError, match="config key 'head' has a bad value 'sequence'"):
-            build_head("sequence", 8, spec)
+            build_head(SEQUENCE_HEAD, 8, spec)
 
 
 # -- indices at a tiny size -------------------------------------------------------------------------
 
 
 def test_serial_recall_indices():
-    task = SerialRecallTask(min_length=2, max_length=4, delay=3, num_items=5)
+    task = api.task("serial_recall", min_length=2, max_length=4, delay=3, num_items=5)
     d = task.generate(200, np.random.default_rng(0))
     assert task.spec.seq_len == 11 and task.spec.positions == 4
     assert set(d["length"].tolist()) == {2, 3, 4}  # L varies per trial
@@ -111,7 +112,7 @@ def test_serial_recall_indices():
 
 
 def test_adding_indices():
-    d = AddingTask(length=10).generate(500, np.random.default_rng(0))
+    d = api.task("adding", length=10).generate(500, np.random.default_rng(0))
     x, y, mask = d["x"], d["y"], d["mask"]
     marks = x[:, :, 1]
     assert (marks.sum(1) == 2).all()
@@ -124,7 +125,7 @@ def test_adding_indices():
 
 
 def test_associative_recall_indices():
-    task = AssociativeRecallTask(num_pairs=3, num_keys=6, num_values=4)
+    task = api.task("associative_recall", num_pairs=3, num_keys=6, num_values=4)
     d = task.generate(300, np.random.default_rng(0))
     x, y = d["x"], d["y"]
     assert x.shape == (300, 9) and task.spec.input_size == 11
@@ -139,7 +140,7 @@ def test_associative_recall_indices():
 
 
 def test_nback_indices_and_match_rate():
-    task = NBackTask(n=3, length=30, num_symbols=5, match_rate=0.25)
+    task = api.task("nback", n=3, length=30, num_symbols=5, match_rate=0.25)
     d = task.generate(2000, np.random.default_rng(0))
     x, y, mask = d["x"], d["y"], d["mask"]
     assert not mask[:, :3].any() and mask[:, 3:].all()
@@ -148,7 +149,7 @@ def test_nback_indices_and_match_rate():
 
 
 def test_dms_periods_and_decision_step():
-    task = DelayedMatchTask(num_stimuli=4, fixation_steps=2, sample_steps=2, delay=3, test_steps=2)
+    task = api.task("dms", num_stimuli=4, fixation_steps=2, sample_steps=2, delay=3, test_steps=2)
     assert task.periods == {"fixation": (0, 2), "sample": (2, 4), "delay": (4, 7), "test": (7, 9),
                             "decision": (9, 10)}
     d = task.generate(400, np.random.default_rng(0))
@@ -160,7 +161,7 @@ def test_dms_periods_and_decision_step():
 
 
 def test_memory_capacity_targets_are_delayed_inputs():
-    task = MemoryCapacityTask(max_delay=3, length=10, washout=4)
+    task = api.task("memory_capacity", max_delay=3, length=10, washout=4)
     d = task.generate(5, np.random.default_rng(0))
     u, y = d["x"][:, :, 0], d["y"]
     for k in (1, 2, 3):
@@ -170,17 +171,17 @@ def test_memory_capacity_targets_are_delayed_inputs():
 
 
 def test_seq_digits_rows_pixels_and_fixed_permutation():
-    pixels = SequentialDigitsTask(mode="pixels").make_split("test", 10, seed=0)
-    rows = SequentialDigitsTask(mode="rows").make_split("test", 10, seed=0)
-    perm_a = SequentialDigitsTask(permute=True).make_split("test", 10, seed=0)
-    perm_b = SequentialDigitsTask(permute=True).make_split("test", 10, seed=7)
+    pixels = api.task("seq_digits", mode="pixels").make_split("test", 10, seed=0)
+    rows = api.task("seq_digits", mode="rows").make_split("test", 10, seed=0)
+    perm_a = api.task("seq_digits", permute=True).make_split("test", 10, seed=0)
+    perm_b = api.task("seq_digits", permute=True).make_split("test", 10, seed=7)
     assert pixels["x"].shape == (10, 64, 1) and rows["x"].shape == (10, 8, 8)
     assert (pixels["x"].reshape(10, 8, 8) == rows["x"]).all()  # row-major, same images
     assert (perm_a["x"] == perm_b["x"]).all()  # one fixed permutation, whatever the run seed
-    order = SequentialDigitsTask(permute=True).permutation()
+    order = api.task("seq_digits", permute=True).permutation()
     assert sorted(order.tolist()) == list(range(64)) and (order != np.arange(64)).any()
     assert (perm_a["x"][:, :, 0] == pixels["x"][:, order, 0]).all()
-    sizes = {s: len(SequentialDigitsTask().make_split(s, 10**6, 0)["x"]) for s in ("train", "val", "test")}
+    sizes = {s: len(api.task("seq_digits").make_split(s, 10**6, 0)["x"]) for s in ("train", "val", "test")}
     assert sum(sizes.values()) == 1797 and abs(sizes["val"] - 270) <= 10
 
 
@@ -196,47 +197,47 @@ def _best_given(feature: np.ndarray, target: np.ndarray) -> float:
 
 
 def test_chance_serial_recall():
-    task = SerialRecallTask(min_length=2, max_length=5, num_items=10)
+    task = api.task("serial_recall", min_length=2, max_length=5, num_items=10)
     d = task.generate(20000, np.random.default_rng(1))
-    assert np.bincount(d["y"][d["mask"]]).max() / d["mask"].sum() == pytest.approx(task.spec.chance, abs=0.01)
+    assert np.bincount(d["y"][d["mask"]]).max() / d["mask"].sum() == pytest.approx(task.spec.chance["acc"], abs=0.01)
 
 
 def test_chance_adding_baseline_is_one_sixth():
-    d = AddingTask(length=20).generate(200000, np.random.default_rng(1))
+    d = api.task("adding", length=20).generate(200000, np.random.default_rng(1))
     target = d["y"][:, -1, 0]
-    assert np.mean((target - 1.0) ** 2) == pytest.approx(AddingTask().spec.chance, abs=0.002)
+    assert np.mean((target - 1.0) ** 2) == pytest.approx(api.task("adding").spec.chance["mse"], abs=0.002)
     assert target.mean() == pytest.approx(1.0, abs=0.005)  # so 1 is the best constant
 
 
 def test_chance_associative_recall_from_the_query_alone():
-    task = AssociativeRecallTask(num_pairs=4, num_keys=8, num_values=10)
+    task = api.task("associative_recall", num_pairs=4, num_keys=8, num_values=10)
     d = task.generate(40000, np.random.default_rng(1))
-    assert _best_given(d["x"][:, -1], d["y"][:, -1]) == pytest.approx(task.spec.chance, abs=0.01)
+    assert _best_given(d["x"][:, -1], d["y"][:, -1]) == pytest.approx(task.spec.chance["acc"], abs=0.01)
 
 
 def test_chance_nback_balanced_accuracy_of_memoryless_rules():
-    task = NBackTask(n=2, length=20, num_symbols=4, match_rate=0.3)
+    task = api.task("nback", n=2, length=20, num_symbols=4, match_rate=0.3)
     d = task.generate(5000, np.random.default_rng(1))
     x, y = d["x"][d["mask"]], d["y"][d["mask"]]
     for rule in (np.zeros_like(y), x >= 2, x == 0):  # functions of the current symbol only
         pred = rule.astype(int)
         recall_pos = (pred[y == 1] == 1).mean()
         recall_neg = (pred[y == 0] == 0).mean()
-        assert (recall_pos + recall_neg) / 2 == pytest.approx(task.spec.chance, abs=0.01)
+        assert (recall_pos + recall_neg) / 2 == pytest.approx(task.spec.chance["recall"], abs=0.01)
     assert (y == 0).mean() == pytest.approx(0.7, abs=0.01)  # what plain accuracy would credit
 
 
 def test_chance_dms_from_the_test_stimulus_alone():
-    task = DelayedMatchTask(num_stimuli=4)
+    task = api.task("dms", num_stimuli=4)
     d = task.generate(40000, np.random.default_rng(1))
     test_stimulus = d["x"][:, task.periods["test"][0]]
-    assert _best_given(test_stimulus, d["y"][:, -1]) == pytest.approx(task.spec.chance, abs=0.01)
+    assert _best_given(test_stimulus, d["y"][:, -1]) == pytest.approx(task.spec.chance["acc"], abs=0.01)
 
 
 def test_chance_memory_capacity_of_a_memoryless_readout():
     from stm_lab.metrics import MemoryCapacity
 
-    task = MemoryCapacityTask(max_delay=10, length=110, washout=10)
+    task = api.task("memory_capacity", max_delay=10, length=110, washout=10)
     d = task.generate(200, np.random.default_rng(1))
     u, y, mask = d["x"][:, :, 0], d["y"], d["mask"]
     pred = np.repeat(u[:, :, None], 10, axis=2)  # any readout of u(t) alone
@@ -244,10 +245,48 @@ def test_chance_memory_capacity_of_a_memoryless_readout():
 
     mc = MemoryCapacity(10)
     mc.update(torch.from_numpy(pred[mask]), torch.from_numpy(y[mask]))
-    assert float(mc.compute()) == pytest.approx(task.spec.chance, abs=10 * 5 / mask.sum())
+    assert float(mc.compute()) == pytest.approx(task.spec.chance["mc"], abs=10 * 5 / mask.sum())
 
 
 def test_chance_seq_digits_majority_class():
-    task = SequentialDigitsTask()
+    task = api.task("seq_digits")
     y = task.make_split("test", 10**6, seed=0)["y"][:, -1]
-    assert np.bincount(y).max() / len(y) == pytest.approx(task.spec.chance, abs=0.005)
+    assert np.bincount(y).max() / len(y) == pytest.approx(task.spec.chance["acc"], abs=0.005)
+
+
+# -- baselines: predictors that cannot remember, scored with the model's own metrics ----------------
+
+
+def _baselines(task, n_train: int = 20000, n_test: int = 20000) -> dict:
+    from stm_lab.baselines import baseline_scores
+
+    dm = module(task, n_train, 8, n_test, 64, seed=1)
+    return {name: b["metrics"] for name, b in baseline_scores(dm).items()}
+
+
+def test_baseline_nback_majority_is_no_match():
+    b = _baselines(api.task("nback", match_rate=0.3), 4000, 4000)
+    assert b["majority"]["acc"] == pytest.approx(0.7, abs=0.01)  # what plain accuracy credits
+    assert b["majority"]["recall"] == pytest.approx(0.5) and b["majority"]["recall_pos"] == 0.0
+    assert b["current_input"]["recall"] == pytest.approx(0.5, abs=0.02)  # the current symbol says nothing
+
+
+def test_baseline_associative_recall_most_frequent_shown_value():
+    """Ignoring the keys and answering the value shown most often scores about 0.384 with 4 pairs
+    and 10 values (the no-binding floor), far above the 1/10 chance level."""
+    b = _baselines(api.task("associative_recall"))
+    assert b["most_frequent_value"]["acc"] == pytest.approx(0.384, abs=0.01)
+    assert b["current_input"]["acc"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_baseline_current_input_is_the_best_memoryless_token_rule():
+    """On DMS the current input at the decision step is the go cue: it says nothing about the answer."""
+    task = api.task("dms")
+    b = _baselines(task, 4000, 4000)
+    assert b["current_input"]["acc"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_baseline_adding_constant_and_current_input():
+    b = _baselines(api.task("adding", length=20), 20000, 20000)
+    assert b["majority"]["mse"] == pytest.approx(1 / 6, abs=0.005)
+    assert b["current_input"]["mse"] < b["majority"]["mse"]  # the last step is sometimes marked

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from stm_lab.data import MemoryDataModule, build_task
+from stm_lab import api
+from stm_lab.build import build_datamodule, build_model
+from stm_lab.data import MemoryDataModule
 from stm_lab.errors import DataError
-from stm_lab.run import build_datamodule, build_model, train
+from stm_lab.run import train
 
 ROWS = [("a good film", "pos"), ("a bad film", "neg"), ("great acting, good plot", "pos"),
         ("bad plot and bad acting", "neg"), ("good good good", "pos"), ("terrible and bad", "neg"),
@@ -39,7 +41,8 @@ def files_override(files: dict[str, str]) -> str:
 
 
 def task_for(files, **params):
-    return build_task({"task": "text", "data_files": files, "val_fraction": 0.25, **params})
+    return api.task("text", **{"dataset": None, "data_files": files, "text_column": "text", "test_split": "test",
+                               "val_fraction": 0.25, "min_count": 1, "max_length": 256, **params})
 
 
 def test_vocabulary_from_train_only_with_size_and_min_count(files):
@@ -75,13 +78,13 @@ def test_padding_never_changes_predictions(make_cfg, files, cell, pool):
                    "head=sequence", f"head.pool={pool}", "embedding_dim=8", tiny=False)
     dm = build_datamodule(cfg)
     dm.setup()
-    model = build_model(cfg, dm).eval()
+    model = build_model(cfg, dm.spec).eval()
     batch = dm.tensors("train")
     assert (batch["length"] < batch["x"].shape[1]).any()  # some texts are padded
     with torch.no_grad():
-        padded = model(batch["x"], batch["mask"])
+        padded = model(batch).preds
         for i, n in enumerate(batch["length"].tolist()):
-            alone = model(batch["x"][i:i + 1, :n], batch["mask"][i:i + 1, :n])
+            alone = model({k: v[i:i + 1, :n] if v.dim() > 1 else v[i:i + 1] for k, v in batch.items()}).preds
             torch.testing.assert_close(alone[0], padded[i], rtol=1e-5, atol=1e-6)
 
 
@@ -97,12 +100,12 @@ def test_json_and_parquet_and_integer_labels(tmp_path):
     assert (task.make_split("test", 100, 0)["y"].max(1) == frame.stars[:8].to_numpy()).all()
 
 
-@pytest.mark.parametrize("experiment", ["text_rnn", "text_lstm", "text_gru"])
-def test_text_experiments_train_on_local_files(make_cfg, files, experiment):
-    cfg = make_cfg(f"+experiment={experiment}", "debug=fdr", *BASE, files_override(files),
-                   tiny=False, subdir=experiment)
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_text_experiment_trains_on_local_files(make_cfg, files, cell):
+    cfg = make_cfg("+experiment=text", f"cell={cell}", "debug=fdr", *BASE, files_override(files),
+                   tiny=False, subdir=cell)
     summary = train(cfg)
-    assert summary["status"] == "completed" and summary["chance"] == 0.5
+    assert summary["status"] == "completed" and summary["chance"]["acc"] == 0.5
     assert "test/acc" in summary["metrics"]
 
 
@@ -110,7 +113,7 @@ def test_text_experiments_train_on_local_files(make_cfg, files, experiment):
 
 
 def _setup(task):
-    MemoryDataModule(task, 100, 100, 100, 8, seed=0).setup()
+    MemoryDataModule(task, 100, 100, 100, 8, on_device=False, seed=0, cache_dir=None).setup()
 
 
 def test_missing_file(tmp_path):
@@ -160,6 +163,6 @@ def test_test_labels_unknown_to_training(tmp_path, files):
 
 
 def test_offline_hub_name_is_a_clear_error():
-    task = build_task({"task": "text", "dataset": "stanfordnlp/sst2", "text_column": "sentence"})
+    task = api.task("text", dataset="stanfordnlp/sst2", text_column="sentence")
     with pytest.raises(DataError, match=r"hub dataset 'stanfordnlp/sst2' could not be loaded.*Offline"):
         _setup(task)

@@ -9,17 +9,17 @@ OUT=outputs/literature
 COMMON="logger=none callbacks.progress_bar=null seed=0"
 for cell in rnn lstm gru; do
   # Copy memory, Arjovsky layout (10 symbols of 8, delimiter at T+9), T=50; scored on the recall window.
-  nice -n 10 python -m stm_lab +experiment=copy_${cell} data.delay=50 data.n_train=4000 \
+  nice -n 10 python -m stm_lab +experiment=copy cell=${cell} data.delay=50 data.n_train=4000 \
     cell.hidden_size=64 trainer.max_epochs=15 $COMMON hydra.run.dir=$OUT/copy_${cell}
   # Adding problem, Le/Arjovsky variant, T=100; Bai et al. used T=600.
-  nice -n 10 python -m stm_lab +experiment=adding_${cell} data.length=100 data.n_train=4000 \
+  nice -n 10 python -m stm_lab +experiment=adding cell=${cell} data.length=100 data.n_train=4000 \
     cell.hidden_size=64 trainer.max_epochs=15 $COMMON hydra.run.dir=$OUT/adding_${cell}
   # Sequential digits, 64 pixel steps (the sequential-MNIST protocol on sklearn's 8x8 digits).
-  nice -n 10 python -m stm_lab +experiment=seq_digits_${cell} data.batch_size=64 \
+  nice -n 10 python -m stm_lab +experiment=seq_digits cell=${cell} data.batch_size=64 \
     cell.hidden_size=64 trainer.max_epochs=40 $COMMON hydra.run.dir=$OUT/seq_digits_${cell}
 done
 # Memory capacity of 20-unit nets, delays 1..40 (no published table to compare with):
 # Jaeger's ridge readout on the frozen untrained net, and the net trained end to end.
-nice -n 10 python -m stm_lab -m +experiment=mc_probe_rnn,mc_probe_lstm,mc_probe_gru,memory_capacity_rnn,memory_capacity_lstm,memory_capacity_gru \
+nice -n 10 python -m stm_lab -m +experiment=mc_probe,memory_capacity cell=rnn,lstm,gru \
   $COMMON hydra.sweep.dir=$OUT/memory_capacity
 python experiments/literature/collect.py $OUT

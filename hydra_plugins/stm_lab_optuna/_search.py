@@ -131,7 +131,12 @@ def grid_values(dim: Dimension) -> list[Any]:
 
 
 def is_grid(spec: Any) -> bool:
-    return bool(spec) and str(spec.get("_target_", "")).endswith("GridSampler")
+    if not spec or not spec.get("_target_"):
+        return False
+    from stm_lab.validation import locate
+
+    cls = locate("hydra.sweeper.sampler._target_", spec["_target_"], "an optuna.samplers class")
+    return isinstance(cls, type) and issubclass(cls, optuna.samplers.GridSampler)
 
 
 def build_sampler(spec: Any, dims: list[Dimension]) -> optuna.samplers.BaseSampler:
@@ -237,9 +242,7 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
     if not metric:
         raise ConfigError("optimized_metric", metric, hint="the search needs the run metric to optimise, "
                           "e.g. optimized_metric=val/acc_best; an hparams_search=... preset sets it")
-    direction = str(opts.get("direction", "maximize"))
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError("hydra.sweeper.direction", direction, ["maximize", "minimize"])
+    metric, direction = resolve_objective(config, str(metric), str(opts.get("direction", "auto")))
     n_trials, n_jobs = int(opts.get("n_trials", 20)), int(opts.get("n_jobs", 1))
     if n_jobs < 1:
         raise ConfigError("hydra.sweeper.n_jobs", n_jobs, "an integer >= 1")
@@ -301,6 +304,26 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
         write_results(study, sweep_dir, storage, metric)
     write_results(study, sweep_dir, storage, metric)
     return study
+
+
+def resolve_objective(config: Any, metric: str, direction: str) -> tuple[str, str]:
+    """``optimized_metric: auto`` is the best validation value of the task's headline metric;
+    ``direction: auto`` follows the metric's own definition (maximize accuracy, minimize MSE)."""
+    if direction not in ("maximize", "minimize", "auto"):
+        raise ConfigError("hydra.sweeper.direction", direction, ["auto", "maximize", "minimize"])
+    if metric == "auto":
+        from stm_lab.build import build_task
+
+        metric = f"val/{build_task(config.data).spec.headline}_best"
+    if direction == "auto":
+        from stm_lab.metrics import metric_of
+
+        d = metric_of(metric)
+        if d is None:
+            raise ConfigError("hydra.sweeper.direction", direction, ["maximize", "minimize"],
+                              hint=f"{metric} is not a declared metric, so its direction is unknown")
+        direction = "maximize" if d.higher_is_better else "minimize"
+    return metric, direction
 
 
 def launch(sweeper: OptunaSweeper, study: optuna.Study, trials: list[optuna.Trial],

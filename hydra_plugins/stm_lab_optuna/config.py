@@ -19,8 +19,9 @@ class OptunaSweeperConf:
     study_name: str = "stm_lab"
     # An SQLAlchemy URL (sqlite:///path.db, postgresql://...). null: sqlite:///<sweep dir>/optuna.db
     storage: Any = None
-    # maximize | minimize: the direction of the job's return value (the run's `optimized_metric`)
-    direction: str = "maximize"
+    # maximize | minimize | auto: the direction of the job's return value (the run's
+    # `optimized_metric`); auto follows that metric's definition (stm_lab.metrics)
+    direction: str = "auto"
     # Trials the study should hold when the search ends, counting those of earlier sessions
     # (complete, pruned and failed; a trial cut short by an interruption is run again).
     n_trials: int = 20

@@ -1,5 +1,5 @@
 """Data: tasks materialised as cached ``datasets`` splits, served by one LightningDataModule."""
 
-from stm_lab.data.module import MODULE_KEYS, MemoryDataModule, build_task
+from stm_lab.data.module import MemoryDataModule, module_keys
 
-__all__ = ["MODULE_KEYS", "MemoryDataModule", "build_task"]
+__all__ = ["MemoryDataModule", "module_keys"]

@@ -21,11 +21,22 @@ from stm_lab.tasks.spec import SPLITS, Task, split_rng
 __all__ = ["SPLITS", "cache_key", "materialise", "split_rng"]
 
 
+# Bump when what is stored changes: entries written under another format are never read.
+CACHE_FORMAT = 2
+
+
+def task_identity(task: Task) -> str:
+    """The task's registered name and its class: two tasks with the same parameter names never
+    share cached data."""
+    cls = type(task)
+    return f"{task.name or cls.__name__}:{cls.__module__}.{cls.__qualname__}"
+
+
 def cache_key(task: Task, split: str, n: int, seed: int) -> str:
     blob = json.dumps(
-        {"task": task.name, "version": task.version, "params": task.params(),
-         "split": split, "n": n, "seed": seed, "source": task.fingerprint()},
-        sort_keys=True,
+        {"format": CACHE_FORMAT, "task": task_identity(task), "version": task.version,
+         "params": task.params(), "split": split, "n": n, "seed": seed, "source": task.fingerprint()},
+        sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -54,7 +65,7 @@ def materialise(task: Task, split: str, n: int, seed: int, cache_dir: str | Path
     if cache_dir is None:
         arrays = task.make_split(split, n, seed)
         return datasets.Dataset.from_dict(arrays, features=_features(arrays))
-    path = Path(cache_dir).expanduser() / task.name / f"{split}-{cache_key(task, split, n, seed)}"
+    path = Path(cache_dir).expanduser() / (task.name or type(task).__name__) / f"{split}-{cache_key(task, split, n, seed)}"
     if not path.exists():
         arrays = task.make_split(split, n, seed)
         ds = datasets.Dataset.from_dict(arrays, features=_features(arrays))

@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import datasets
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from stm_lab.data.cache import SPLITS, materialise
 from stm_lab.errors import ConfigError
-from stm_lab.tasks import TASKS, Task
-
-# Keys of the ``data`` config that belong to the data module; every other key is a task parameter.
-MODULE_KEYS = {
-    "task": "registered task name",
-    "n_train": "training sequences",
-    "n_val": "validation sequences",
-    "n_test": "test sequences",
-    "batch_size": "sequences per batch",
-    "on_device": "keep the splits on the training device (batches are then sliced there, not copied)",
-}
+from stm_lab.tasks import Task, TaskSpec
 
 
-def build_task(data_cfg: Mapping[str, Any]) -> Task:
-    """The task named by ``data.task``, with the remaining non-module keys as its parameters."""
-    cls = TASKS.get(data_cfg["task"])
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    params = {k: v for k, v in data_cfg.items() if k not in MODULE_KEYS}
-    for key in params:
-        if key not in allowed:
-            raise ConfigError(f"data.{key}", params[key],
-                              sorted(allowed | set(MODULE_KEYS)),
-                              hint=f"not a parameter of task {data_cfg['task']!r}")
-    try:
-        return cls(**params)
-    except TypeError as e:  # e.g. a list where a number belongs
-        raise ConfigError(f"data ({data_cfg['task']})", params, sorted(allowed), hint=str(e)) from e
+def module_keys() -> list[str]:
+    """The keys of the ``data`` config that belong to the data module; every other key (but
+    ``task``) is a parameter of the task. Read from the constructor: one source."""
+    import inspect
+
+    skip = {"self", "task", "seed", "cache_dir"}
+    return [n for n in inspect.signature(MemoryDataModule.__init__).parameters if n not in skip]
 
 
 class _Batches(Dataset):
@@ -62,7 +43,7 @@ class MemoryDataModule(pl.LightningDataModule):
     """Train/val/test splits of one task, drawn from disjoint seed streams and cached as datasets."""
 
     def __init__(self, task: Task, n_train: int, n_val: int, n_test: int, batch_size: int,
-                 seed: int = 0, cache_dir: str | Path | None = None, on_device: bool = True) -> None:
+                 on_device: bool, seed: int, cache_dir: str | Path | None) -> None:
         super().__init__()
         for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test),
                            ("batch_size", batch_size)):
@@ -77,7 +58,7 @@ class MemoryDataModule(pl.LightningDataModule):
         self._tensors: dict[str, dict[str, torch.Tensor]] = {}
 
     @property
-    def spec(self):
+    def spec(self) -> TaskSpec:
         return self.task.spec
 
     def setup(self, stage: str | None = None) -> None:
@@ -92,6 +73,10 @@ class MemoryDataModule(pl.LightningDataModule):
     def tensors(self, split: str) -> dict[str, torch.Tensor]:
         self.setup()
         return self._tensors[split]
+
+    def arrays(self, split: str) -> dict[str, np.ndarray]:
+        """A split's arrays (host copies), e.g. for the baselines."""
+        return {k: v.cpu().numpy() for k, v in self.tensors(split).items()}
 
     def _device(self) -> torch.device:
         """Where batches are made: the trainer's device with ``on_device``, else the host."""

@@ -1,5 +1,9 @@
-"""Task heads: readouts at the scored steps."""
+"""Task heads: from the core's states to predictions at the scored steps, each with its loss.
+Named in config by ``head._target_``; ``head=auto`` takes the task's own: ``spec.default_head`` names
+a ``conf/head/`` option."""
 
-from stm_lab.heads.readout import HEADS, PerStepHead, SequenceHead, build_head
+from stm_lab.heads.base import Head
+from stm_lab.heads.readout import PerStepHead, SequenceHead
+from stm_lab.heads.ridge import RidgeHead
 
-__all__ = ["HEADS", "PerStepHead", "SequenceHead", "build_head"]
+__all__ = ["Head", "PerStepHead", "RidgeHead", "SequenceHead"]

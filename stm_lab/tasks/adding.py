@@ -23,7 +23,7 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("adding")
 @dataclass(frozen=True)
 class AddingTask(Task):
-    length: int = task_field(50, "T: sequence length; one marker in each half")
+    length: int = task_field("T: sequence length; one marker in each half")
 
     def __post_init__(self) -> None:
         self.require(self.length >= 2, "length", "an integer >= 2")
@@ -37,7 +37,7 @@ class AddingTask(Task):
             output_size=1,
             scored="one",
             seq_len=self.length,
-            chance=1.0 / 6.0,
+            chance={"mse": 1.0 / 6.0},
             chance_note="MSE of always predicting 1, the mean of the sum: Var(U1+U2) = 1/6",
             default_head="sequence",
             paper="Le, Jaitly & Hinton 2015; Arjovsky, Shah & Bengio 2016 (after Hochreiter & Schmidhuber 1997)",

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, task_field
 
 
 @TASKS.register("associative_recall")
 @dataclass(frozen=True)
 class AssociativeRecallTask(Task):
-    num_pairs: int = task_field(4, "K: key-value pairs shown before the query")
-    num_keys: int = task_field(26, "key alphabet (26 letters); keys in a trial are distinct")
-    num_values: int = task_field(10, "value alphabet (10 digits), drawn with replacement; chance is 1/num_values")
+    num_pairs: int = task_field("K: key-value pairs shown before the query")
+    num_keys: int = task_field("key alphabet (26 letters); keys in a trial are distinct")
+    num_values: int = task_field("value alphabet (10 digits), drawn with replacement; chance is 1/num_values")
 
     def __post_init__(self) -> None:
         self.require(self.num_pairs >= 1, "num_pairs", "an integer >= 1")
@@ -51,12 +51,26 @@ class AssociativeRecallTask(Task):
             output_size=self.num_values,
             scored="one",
             seq_len=self.seq_len,
-            chance=1.0 / self.num_values,
+            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values},
             chance_note=f"values are uniform over {self.num_values} and independent of the query",
             default_head="sequence",
             paper="Ba, Hinton, Mnih, Leibo & Ionescu 2016, Using Fast Weights to Attend to the Recent Past",
             tags=("working-memory", "binding"),
         )
+
+    def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
+        """Beside the memoryless ones: answer the value shown most often in the trial, ignoring the
+        keys (ties: the earliest shown). It remembers *which* values were shown but not which key
+        each belongs to, so a model must beat it to show that it binds keys to values."""
+        out = super().baselines(train, test)
+        values = test["x"][:, 1:2 * self.num_pairs:2]  # (n, K) the values shown
+        counts = (values[:, :, None] == values[:, None, :]).sum(2)  # how often each shown value occurs
+        first_most = values[np.arange(len(values)), counts.argmax(1)]  # argmax: the earliest of the ties
+        preds = np.zeros((len(values), self.num_values), dtype=np.float32)
+        preds[np.arange(len(values)), first_most] = 1.0
+        out["most_frequent_value"] = Baseline(preds, "the value shown most often in the trial, ignoring "
+                                              "the keys (no binding)", memoryless=False)
+        return out
 
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         K, T = self.num_pairs, self.seq_len

@@ -30,9 +30,9 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("copy")
 @dataclass(frozen=True)
 class CopyTask(Task):
-    delay: int = task_field(10, "T: steps from the end of the list to the delimiter (T-1 blanks, then the cue)")
-    list_length: int = task_field(10, "L: symbols to remember")
-    num_symbols: int = task_field(8, "S: alphabet size; chance is 1/S")
+    delay: int = task_field("T: steps from the end of the list to the delimiter (T-1 blanks, then the cue)")
+    list_length: int = task_field("L: symbols to remember")
+    num_symbols: int = task_field("S: alphabet size; chance is 1/S")
 
     def __post_init__(self) -> None:
         self.require(self.delay >= 1, "delay", "an integer >= 1")
@@ -61,8 +61,10 @@ class CopyTask(Task):
             output_size=self.num_symbols,
             scored="steps",
             seq_len=self.seq_len,
-            chance=1.0 / self.num_symbols,
-            chance_note=f"uniform guess among {self.num_symbols} symbols on the recall window",
+            chance={"acc": 1.0 / self.num_symbols, "recall": 1.0 / self.num_symbols,
+                    "acc_pos": 1.0 / self.num_symbols, "acc_sequence": self.num_symbols ** -self.list_length},
+            chance_note=f"uniform guess among {self.num_symbols} symbols at each step of the recall window; "
+                        f"a whole list of {self.list_length}: {self.num_symbols}^-{self.list_length}",
             default_head="per_step",
             positions=self.list_length,
             paper="Arjovsky, Shah & Bengio 2016, Unitary Evolution Recurrent Neural Networks",

@@ -25,11 +25,11 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("dms")
 @dataclass(frozen=True)
 class DelayedMatchTask(Task):
-    num_stimuli: int = task_field(8, "S: stimulus alphabet")
-    fixation_steps: int = task_field(2, "steps of fixation before the sample")
-    sample_steps: int = task_field(3, "steps the sample is shown")
-    delay: int = task_field(10, "blank steps between sample and test")
-    test_steps: int = task_field(3, "steps the test stimulus is shown")
+    num_stimuli: int = task_field("S: stimulus alphabet")
+    fixation_steps: int = task_field("steps of fixation before the sample")
+    sample_steps: int = task_field("steps the sample is shown")
+    delay: int = task_field("blank steps between sample and test")
+    test_steps: int = task_field("steps the test stimulus is shown")
 
     def __post_init__(self) -> None:
         self.require(self.num_stimuli >= 2, "num_stimuli", "an integer >= 2")
@@ -60,7 +60,7 @@ class DelayedMatchTask(Task):
             output_size=2,
             scored="one",
             seq_len=self.seq_len,
-            chance=0.5,
+            chance={"acc": 0.5, "recall": 0.5},
             chance_note="half the trials match and the test stimulus alone says nothing about which",
             default_head="sequence",
             paper="Miller, Erickson & Desimone 1996; neurogym DelayMatchSample (Molano-Mazon et al. 2022)",

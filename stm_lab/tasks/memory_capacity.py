@@ -29,10 +29,10 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("memory_capacity")
 @dataclass(frozen=True)
 class MemoryCapacityTask(Task):
-    max_delay: int = task_field(20, "K: delays 1..K are read out (rule of thumb: about 2N)")
-    length: int = task_field(100, "steps per sequence, washout included")
-    washout: int = task_field(20, "unscored steps at the start (>= max_delay)")
-    input_scale: float = task_field(0.8, "u(t) ~ U[-input_scale, input_scale]")
+    max_delay: int = task_field("K: delays 1..K are read out (rule of thumb: about 2N)")
+    length: int = task_field("steps per sequence, washout included")
+    washout: int = task_field("unscored steps at the start (>= max_delay)")
+    input_scale: float = task_field("u(t) ~ U[-input_scale, input_scale]")
 
     def __post_init__(self) -> None:
         self.require(self.max_delay >= 1, "max_delay", "an integer >= 1")
@@ -49,14 +49,15 @@ class MemoryCapacityTask(Task):
             output_size=self.max_delay,
             scored="steps",
             seq_len=self.length,
-            chance=0.0,
+            chance={"mc": 0.0, "r2_lag": 0.0, "mse": self.input_scale ** 2 / 3},
             chance_note="MC of a memoryless readout: u is i.i.d., so r^2(u(t-k), f(u(t))) = 0 for k >= 1 "
-                        "(finite-sample floor about K / number of scored test steps)",
+                        "(finite-sample floor about K / number of scored test steps); MSE of always predicting 0: "
+                        "Var(u) = input_scale^2 / 3",
             default_head="per_step",
             paper="Jaeger 2001, Short term memory in echo state networks (GMD Report 152)",
             tags=("memory-capacity", "regression"),
-            metric="mc",
-            extra_metrics=("mc",),
+            metrics=("mse", "mc", "r2_lag"),
+            headline="mc",
         )
 
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

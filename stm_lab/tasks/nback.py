@@ -25,10 +25,10 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("nback")
 @dataclass(frozen=True)
 class NBackTask(Task):
-    n: int = task_field(2, "compare each symbol with the one n steps back")
-    length: int = task_field(20, "stream length; steps n..length-1 are scored")
-    num_symbols: int = task_field(8, "S: symbol alphabet")
-    match_rate: float = task_field(1 / 3, "probability that a scored step is a match")
+    n: int = task_field("compare each symbol with the one n steps back")
+    length: int = task_field("stream length; steps n..length-1 are scored")
+    num_symbols: int = task_field("S: symbol alphabet")
+    match_rate: float = task_field("probability that a scored step is a match")
 
     def __post_init__(self) -> None:
         self.require(self.n >= 1, "n", "an integer >= 1")
@@ -45,14 +45,15 @@ class NBackTask(Task):
             output_size=2,
             scored="steps",
             seq_len=self.length,
-            chance=0.5,
-            chance_note="macro recall (balanced accuracy) of any memoryless predictor; "
-                        f"always answering 'no match' has accuracy {1 - self.match_rate:.3f}",
+            chance={"acc": 0.5, "recall": 0.5, "recall_pos": 0.5},
+            chance_note="a coin flip: 0.5 on every metric; macro recall (balanced accuracy) of any "
+                        "memoryless predictor is 0.5, but always answering 'no match' has accuracy "
+                        f"{1 - self.match_rate:.3f} (the majority baseline)",
             default_head="per_step",
             paper="Kirchner 1958 (n-back); RNN models: Lei, Ito & Bashivan 2024",
             tags=("working-memory", "updating"),
-            metric="recall",
-            extra_metrics=("recall_pos",),
+            metrics=("acc", "recall", "recall_pos"),
+            headline="recall",
         )
 
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -26,10 +26,10 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("serial_recall")
 @dataclass(frozen=True)
 class SerialRecallTask(Task):
-    min_length: int = task_field(3, "shortest list")
-    max_length: int = task_field(7, "longest list (L is uniform in [min_length, max_length] per trial)")
-    delay: int = task_field(5, "D: steps from the end of the list to the recall cue (D-1 blanks, then the cue)")
-    num_items: int = task_field(10, "S: item alphabet (10 = digits); chance is 1/S per position")
+    min_length: int = task_field("shortest list")
+    max_length: int = task_field("longest list (L is uniform in [min_length, max_length] per trial)")
+    delay: int = task_field("D: steps from the end of the list to the recall cue (D-1 blanks, then the cue)")
+    num_items: int = task_field("S: item alphabet (10 = digits); chance is 1/S per position")
 
     def __post_init__(self) -> None:
         self.require(self.min_length >= 1, "min_length", "an integer >= 1")
@@ -46,6 +46,12 @@ class SerialRecallTask(Task):
         return 2 * self.max_length + self.delay
 
     @property
+    def whole_list_chance(self) -> float:
+        """S^-L, averaged over the list lengths L (uniform in [min_length, max_length])."""
+        lengths = range(self.min_length, self.max_length + 1)
+        return sum(self.num_items ** -L for L in lengths) / len(lengths)
+
+    @property
     def spec(self) -> TaskSpec:
         return TaskSpec(
             input_kind="tokens",
@@ -54,9 +60,10 @@ class SerialRecallTask(Task):
             output_size=self.num_items,
             scored="steps",
             seq_len=self.seq_len,
-            chance=1.0 / self.num_items,
-            chance_note=f"uniform guess among {self.num_items} items at each serial position "
-                        f"(whole list: {self.num_items}^-L)",
+            chance={"acc": 1.0 / self.num_items, "recall": 1.0 / self.num_items,
+                    "acc_pos": 1.0 / self.num_items, "acc_sequence": self.whole_list_chance},
+            chance_note=f"uniform guess among {self.num_items} items at each serial position; "
+                        f"a whole list: {self.num_items}^-L averaged over the list lengths",
             default_head="per_step",
             positions=self.max_length,
             paper="Botvinick & Plaut 2006, Short-term memory for serial order: a recurrent neural network model",

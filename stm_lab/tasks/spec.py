@@ -1,8 +1,10 @@
-"""What a task declares about itself. The head, the loss mask and the metrics all follow from it."""
+"""What a task declares about itself. The head, the loss mask, the metrics and the baselines all
+follow from it."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -18,6 +20,7 @@ SPLITS = ("train", "val", "test")
 InputKind = Literal["tokens", "real"]
 OutputKind = Literal["classes", "regression"]
 Scored = Literal["steps", "one"]
+Arrays = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,14 @@ class TaskSpec:
 
     Batches are dicts of ``x`` (B, T) int64 tokens or (B, T, C) float32 channels,
     ``y`` (B, T) int64 classes (-100 where unscored) or (B, T, K) float32 targets,
-    and ``mask`` (B, T) bool: the steps where memory is asked for. Loss and metrics
-    see only the masked steps.
+    and ``mask`` (B, T) bool: the steps where memory is asked for. Loss, metrics and
+    baselines see only the masked steps.
+
+    ``metrics`` names the metrics the task reports (definitions in :mod:`stm_lab.metrics`),
+    ``headline`` the one model selection tracks (``val/<headline>``) and reports lead with, and
+    ``chance`` the analytic chance level of each metric that has one (a uniform guess, or a
+    prediction that carries no information). The memoryless baselines, computed on the actual
+    test split, come from :meth:`Task.baselines`.
     """
 
     input_kind: InputKind
@@ -36,37 +45,55 @@ class TaskSpec:
     output_size: int  # number of classes, or regression targets per scored step
     scored: Scored  # "steps": several scored steps per sequence; "one": exactly one
     seq_len: int  # length of every sequence (the longest one for variable-length data)
-    chance: float  # chance accuracy on scored steps, or the baseline MSE for regression
-    chance_note: str  # how the chance level is derived
-    default_head: str
+    default_head: str  # the head ``head=auto`` builds: a conf/head/ option (per_step, sequence...)
+    chance: Mapping[str, float]  # metric name -> chance level
+    chance_note: str  # how the chance levels are derived
+    metrics: tuple[str, ...] = ()  # default: acc, recall (+ acc_sequence, acc_pos); mse
+    headline: str = ""  # default: acc for classes, mse for regression
     positions: int | None = None  # scored steps per sequence, for serial-position metrics
     paper: str = ""
     tags: tuple[str, ...] = ()
-    # The headline metric the chance level refers to ("" = acc for classes, mse for regression);
-    # it is also what model selection tracks as val/<metric>_best.
-    metric: str = ""
-    extra_metrics: tuple[str, ...] = ()  # more metrics for every split: "recall_pos", "mc"
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            if self.is_classification:
+                extra = ("acc_sequence", "acc_pos") if self.positions else ()
+                object.__setattr__(self, "metrics", ("acc", "recall", *extra))
+            else:
+                object.__setattr__(self, "metrics", ("mse",))
+        if not self.headline:
+            object.__setattr__(self, "headline", "acc" if self.is_classification else "mse")
+        if self.headline not in self.metrics:
+            raise ValueError(f"headline {self.headline!r} is not among the metrics {self.metrics}")
+        unknown = set(self.chance) - set(self.metrics)
+        if unknown:
+            raise ValueError(f"chance levels for metrics the task does not report: {sorted(unknown)}")
 
     @property
     def is_classification(self) -> bool:
         return self.output_kind == "classes"
 
-    @property
-    def headline(self) -> str:
-        return self.metric or ("acc" if self.is_classification else "mse")
 
-    @property
-    def lower_is_better(self) -> bool:
-        return self.headline in ("mse", "loss")
+@dataclass(frozen=True)
+class Baseline:
+    """A predictor that cannot use memory (or, where the task says so, uses only part of it),
+    applied to the test split: ``preds`` at the scored steps in the order of ``y[mask]`` —
+    (N, C) class scores or (N, K) values — and a note saying what it does."""
+
+    preds: np.ndarray
+    note: str
+    memoryless: bool = True  # False: a weak-memory floor (e.g. remembers which values were shown)
 
 
 @dataclass(frozen=True)
 class Task:
     """Base of every task: a frozen dataclass of parameters (the config keys) plus a generator.
 
-    Subclasses set ``name`` through the registry, implement :meth:`spec` and
-    :meth:`generate`, and check their own parameters in ``__post_init__`` with
-    :meth:`require`, so a bad value fails before any data is made.
+    Parameters are declared with :func:`task_field` and have no Python defaults: the defaults
+    live in ``conf/data/<task>.yaml`` only. Subclasses implement :meth:`spec` and
+    :meth:`generate` (or :meth:`make_split` for data read from files), check their own
+    parameters in ``__post_init__`` with :meth:`require`, and may add baselines to
+    :meth:`baselines`. Registering a task (``@TASKS.register("name")``) sets its ``name``.
     """
 
     name: ClassVar[str] = ""
@@ -77,11 +104,11 @@ class Task:
     def spec(self) -> TaskSpec:
         raise NotImplementedError
 
-    def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def generate(self, n: int, rng: np.random.Generator) -> Arrays:
         """Make ``n`` sequences: arrays ``x``, ``y``, ``mask`` as described in :class:`TaskSpec`."""
         raise NotImplementedError
 
-    def make_split(self, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    def make_split(self, split: str, n: int, seed: int) -> Arrays:
         """The arrays of one split. Generated tasks draw ``n`` sequences from the split's own
         seed stream; tasks on real data override this to load, partition and encode their
         data (``n`` is then an upper bound on the split's size)."""
@@ -98,6 +125,24 @@ class Task:
         statistics during the delay are read here. None (the default) when the task has no delay."""
         return None
 
+    def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
+        """Predictors that cannot remember, fitted on ``train`` and applied to ``test``.
+
+        ``majority``: the most frequent training answer (the mean, for regression).
+        ``current_input``: the best guess from the input at the scored step alone — what a network
+        with no memory at all can learn (for tokens, the most frequent training answer given the
+        token; for real-valued inputs, a least-squares linear readout of the current input).
+        Tasks add their own (e.g. associative recall's most frequent value shown).
+        """
+        spec = self.spec
+        out = {"majority": Baseline(_majority(spec, train, test),
+                                    "the most frequent training answer" if spec.is_classification
+                                    else "the mean training target")}
+        out["current_input"] = Baseline(_current_input(spec, train, test),
+                                        "the best answer from the input at the scored step alone "
+                                        "(fitted on the training split)")
+        return out
+
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -111,6 +156,52 @@ def split_rng(seed: int, split: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split)]))
 
 
-def task_field(default: Any, doc: str) -> Any:
-    """A task parameter with a one-line description (shown in config errors and docs)."""
-    return field(default=default, metadata={"doc": doc})
+def task_field(doc: str) -> Any:
+    """A task parameter with a one-line description (shown in config errors and docs). No
+    default: the defaults live in ``conf/data/<task>.yaml``."""
+    return field(metadata={"doc": doc})
+
+
+# ------------------------------------------------------------------------- baselines
+
+
+def _one_hot(classes: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((len(classes), n), dtype=np.float32)
+    out[np.arange(len(classes)), classes] = 1.0
+    return out
+
+
+def _scored(arrays: Arrays) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets at the scored steps, in the order of ``y[mask]``."""
+    mask = arrays["mask"]
+    return arrays["x"][mask], arrays["y"][mask]
+
+
+def _majority(spec: TaskSpec, train: Arrays, test: Arrays) -> np.ndarray:
+    _, y_train = _scored(train)
+    n = int(test["mask"].sum())
+    if spec.is_classification:
+        counts = np.bincount(y_train, minlength=spec.output_size)
+        return _one_hot(np.full(n, counts.argmax()), spec.output_size)
+    return np.broadcast_to(y_train.mean(0), (n, spec.output_size)).astype(np.float32).copy()
+
+
+def _current_input(spec: TaskSpec, train: Arrays, test: Arrays) -> np.ndarray:
+    x_train, y_train = _scored(train)
+    x_test, _ = _scored(test)
+    if spec.input_kind == "tokens" and spec.is_classification:
+        counts = np.zeros((spec.input_size, spec.output_size), dtype=np.int64)
+        np.add.at(counts, (x_train, y_train), 1)
+        fallback = counts.sum(0).argmax()  # a token never scored in training: the majority answer
+        best = np.where(counts.sum(1) > 0, counts.argmax(1), fallback)
+        return _one_hot(best[x_test], spec.output_size)
+
+    def features(x: np.ndarray) -> np.ndarray:
+        if spec.input_kind == "tokens":
+            x = _one_hot(x, spec.input_size)
+        x = x.reshape(len(x), -1).astype(np.float64)
+        return np.concatenate([x, np.ones((len(x), 1))], 1)
+
+    target = _one_hot(y_train, spec.output_size) if spec.is_classification else y_train.reshape(len(y_train), -1)
+    w, *_ = np.linalg.lstsq(features(x_train), target.astype(np.float64), rcond=None)
+    return (features(x_test) @ w).astype(np.float32)

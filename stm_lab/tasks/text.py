@@ -22,10 +22,10 @@ own (``val_split: null`` / ``test_split: null``) are carved from the training sp
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ from stm_lab.tasks.spec import SPLITS, Task, TaskSpec, task_field
 PAD, UNK = 0, 1
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_PREPARED: dict[str, dict[str, Any]] = {}  # prepared data per (parameters, file fingerprint)
 
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
@@ -48,20 +47,20 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
 @TASKS.register("text")
 @dataclass(frozen=True)
 class TextClassificationTask(Task):
-    dataset: str | None = task_field(None, "hub dataset name (e.g. stanfordnlp/imdb); null: use data_files")
-    data_files: Any = task_field(None, "local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
-    text_column: str = task_field("text", "column holding the text")
-    label_column: str = task_field("label", "column holding the label (integer or class name)")
-    train_split: str = task_field("train", "split (or data_files key) to train on and build the vocabulary from")
-    val_split: str | None = task_field(None, "validation split; null: carve val_fraction off the training split")
-    test_split: str | None = task_field("test", "test split; null: carve test_fraction off the training split")
-    val_fraction: float = task_field(0.1, "share of the training split held out when val_split is null")
-    test_fraction: float = task_field(0.1, "share of the training split held out when test_split is null")
-    split_seed: int = task_field(0, "seed of those hold-outs (fixed across runs)")
-    vocab_size: int = task_field(20000, "at most this many tokens, padding and unknown included")
-    min_count: int = task_field(1, "a token enters the vocabulary if seen this often in training")
-    max_length: int = task_field(256, "texts are truncated to this many tokens")
-    lowercase: bool = task_field(True, "lower-case before tokenising")
+    dataset: str | None = task_field("hub dataset name (e.g. stanfordnlp/imdb); null: use data_files")
+    data_files: Any = task_field("local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
+    text_column: str = task_field("column holding the text")
+    label_column: str = task_field("column holding the label (integer or class name)")
+    train_split: str = task_field("split (or data_files key) to train on and build the vocabulary from")
+    val_split: str | None = task_field("validation split; null: carve val_fraction off the training split")
+    test_split: str | None = task_field("test split; null: carve test_fraction off the training split")
+    val_fraction: float = task_field("share of the training split held out when val_split is null")
+    test_fraction: float = task_field("share of the training split held out when test_split is null")
+    split_seed: int = task_field("seed of those hold-outs (fixed across runs)")
+    vocab_size: int = task_field("at most this many tokens, padding and unknown included")
+    min_count: int = task_field("a token enters the vocabulary if seen this often in training")
+    max_length: int = task_field("texts are truncated to this many tokens")
+    lowercase: bool = task_field("lower-case before tokenising")
 
     def __post_init__(self) -> None:
         self.require(bool(self.dataset) != bool(self.data_files), "data_files",
@@ -119,11 +118,11 @@ class TextClassificationTask(Task):
 
     # -- preparing: vocabulary, labels, encoded splits ------------------------------------------
 
-    def _prepared(self) -> dict[str, Any]:
-        key = json.dumps({"params": self.params(), "source": self.fingerprint()}, sort_keys=True, default=str)
-        if key not in _PREPARED:
-            _PREPARED[key] = self._prepare()
-        return _PREPARED[key]
+    @cached_property
+    def prepared(self) -> dict[str, Any]:
+        """Vocabulary, class names and encoded splits: read and built once per task object (one
+        build of a run makes one task object, so the files are read once per run)."""
+        return self._prepare()
 
     def _columns(self, ds: Any, where: str) -> tuple[list[str], list[Any], Any]:
         for col in (self.text_column, self.label_column):
@@ -211,20 +210,19 @@ class TextClassificationTask(Task):
 
     @property
     def vocabulary(self) -> dict[str, int]:
-        return self._prepared()["vocab"]
+        return self.prepared["vocab"]
 
     @property
     def class_names(self) -> list[str]:
-        return self._prepared()["names"]
+        return self.prepared["names"]
 
     @property
     def spec(self) -> TaskSpec:
-        p = self._prepared()
+        p = self.prepared
         k = len(p["names"])
         if k < 2:
             raise DataError(f"{self.dataset or self.data_files}: column {self.label_column!r} "
                             f"has {k} class in the training split; at least 2 are needed")
-        majority = np.bincount(p["splits"]["test"][1], minlength=k).max() / len(p["splits"]["test"][1])
         return TaskSpec(
             input_kind="tokens",
             input_size=len(p["vocab"]),
@@ -232,16 +230,16 @@ class TextClassificationTask(Task):
             output_size=k,
             scored="one",
             seq_len=p["seq_len"],
-            chance=1.0 / k,
-            chance_note=f"uniform guess among {k} classes; always answering the test split's most "
-                        f"frequent class scores {majority:.3f}",
+            chance={"acc": 1.0 / k, "recall": 1.0 / k},
+            chance_note=f"uniform guess among {k} classes (the majority baseline says what always "
+                        "answering the most frequent training class scores)",
             default_head="sequence",
             paper=("data: " + self.dataset) if self.dataset else "local files",
             tags=("real-data", "text", "classification"),
         )
 
     def make_split(self, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
-        p = self._prepared()
+        p = self.prepared
         ids, labels = p["splits"][split]
         ids, labels = ids[:n], labels[:n]
         T = p["seq_len"]
