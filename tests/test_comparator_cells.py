@@ -159,3 +159,19 @@ def test_attention_errors():
         CausalAttention(4, 8, positions="rotary")
     with pytest.raises(ValueError, match="max_len"):
         CausalAttention(4, 8, positions="learned", max_len=10)(torch.randn(1, 11, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("spread", [5.0, 2000.0])  # the fast path, and the fallback past the dtype's range
+def test_chunk_logcumsumexp_matches_torch(dtype, spread):
+    from stm_lab.cells.min_rnn import chunk_logcumsumexp
+
+    u = (torch.rand(4, 6, 16, 5, dtype=dtype) * spread - spread / 2).requires_grad_()
+    u_ref = u.detach().clone().requires_grad_()
+    w = torch.randn(4, 6, 16, 5, dtype=dtype)
+    got, want = chunk_logcumsumexp(u, 2), torch.logcumsumexp(u_ref, 2)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got, want, atol=tol * spread, rtol=tol)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(u.grad, u_ref.grad, atol=tol * 10, rtol=tol * 10)
