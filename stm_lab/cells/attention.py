@@ -7,7 +7,8 @@
 
 Pre-norm blocks (LayerNorm before each sub-layer, residual around it), causal multi-head
 attention through ``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel where
-the device has one), an optional GELU MLP of width ``mlp_ratio * H``. Positions are sinusoidal
+the device has one), an optional GELU MLP of width ``mlp_ratio * H``; ``dropout`` applies to
+the embedded input, the attention weights and each residual branch. Positions are sinusoidal
 (Vaswani et al. 2017; any length) or learned (at most ``max_len`` steps). Zoology's MQAR
 attention has 2 layers, 1 head, no MLP, dropout 0.1; MAD's baseline model alternates
 multi-head attention and SwiGLU MLPs at width 128.

@@ -39,7 +39,7 @@ from stm_lab.tasks.baselines import Arrays, Baseline
 from stm_lab.tasks.in_context_recall import value_history_baselines
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.sampling import distinct
-from stm_lab.tasks.spec import Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Task, TaskSpec, split_rng, task_field
 
 
 def fuzzy_recall_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int,
@@ -178,8 +178,6 @@ class FuzzyInContextRecallTask(Task):
                                    self.value_motif_size, training)
 
     def make_split(self, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
-        from stm_lab.tasks.spec import split_rng
-
         return self.generate(n, split_rng(seed, split), training=split == "train")
 
     def baselines(self) -> tuple[Baseline, ...]:
