@@ -1,0 +1,330 @@
+"""The recall benchmarks (MQAR, selective copying, the MAD family): their layouts checked index by
+index against a plain re-reading of each sequence, and their baselines against the figures in
+docs/tasks-recall.md (computed there on large samples; the tolerances are sampling error)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stm_lab.tasks.baselines import accuracy
+from stm_lab.tasks.compression import CompressionTask
+from stm_lab.tasks.fuzzy_recall import FuzzyInContextRecallTask
+from stm_lab.tasks.in_context_recall import InContextRecallTask
+from stm_lab.tasks.memorization import MemorizationTask
+from stm_lab.tasks.mqar import MQARTask
+from stm_lab.tasks.sampling import distinct, weighted_without_replacement
+from stm_lab.tasks.selective_copy import SelectiveCopyTask
+
+NEW_TASKS = {
+    "mqar": MQARTask(vocab_size=32, seq_len=24, num_pairs=4),
+    "selective_copy": SelectiveCopyTask(num_tokens=4, num_blanks=9, vocab_size=7),
+    "in_context_recall": InContextRecallTask(vocab_size=10, seq_len=20),
+    "noisy_in_context_recall": InContextRecallTask(vocab_size=14, seq_len=20, noise_vocab_size=4, frac_noise=0.3),
+    "fuzzy_in_context_recall": FuzzyInContextRecallTask(vocab_size=11, seq_len=40),
+    "compression": CompressionTask(vocab_size=6, seq_len=7),
+    "memorization": MemorizationTask(vocab_size=20, seq_len=10),
+}
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# -- sampling helpers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("low,high,k", [(0, 5, 5), (3, 9, 2), (1, 4000, 6)])  # both methods
+def test_distinct_draws_are_distinct_and_uniform(low, high, k):
+    d = distinct(_rng(), (20000, k), low, high)
+    assert d.min() >= low and d.max() < high
+    assert all(len(set(r)) == k for r in d[:500].tolist())
+    assert (np.sort(d, 1)[:, 1:] != np.sort(d, 1)[:, :-1]).all()
+    if high - low <= 10:  # every value equally likely in every column
+        for col in range(k):
+            freq = np.bincount(d[:, col] - low, minlength=high - low) / len(d)
+            assert np.abs(freq - 1 / (high - low)).max() < 0.015
+
+
+def test_weighted_draws_follow_successive_sampling():
+    """First draw ~ p; second draw ~ p without the first, renormalised (checked exactly)."""
+    w = np.array([5.0, 3.0, 1.0, 1.0])
+    p = w / w.sum()
+    draws = weighted_without_replacement(_rng(), 100000, w, 2)
+    assert np.abs(np.bincount(draws[:, 0], minlength=4) / 1e5 - p).max() < 0.006
+    second_given_first0 = draws[draws[:, 0] == 0, 1]
+    expect = np.r_[0, w[1:] / w[1:].sum()]
+    assert np.abs(np.bincount(second_given_first0, minlength=4) / len(second_given_first0) - expect).max() < 0.01
+
+
+# -- MQAR -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("random_fill", [False, True])
+def test_mqar_indices(random_fill):
+    V, T, K = 32, 24, 4
+    task = MQARTask(vocab_size=V, seq_len=T, num_pairs=K, random_non_queries=random_fill)
+    d = task.generate(400, _rng())
+    x, y, mask = d["x"], d["y"], d["mask"]
+    assert x.shape == (400, T) and task.spec.output_size == V - V // 2
+    assert (mask.sum(1) == K).all() and (y[~mask] == -100).all()
+    fill = []
+    for row in range(400):
+        keys, values = x[row, 0:2 * K:2], x[row, 1:2 * K:2]
+        assert len(set(keys)) == K and len(set(values)) == K
+        assert ((keys >= 1) & (keys < V // 2)).all() and ((values >= V // 2) & (values < V)).all()
+        scored = np.flatnonzero(mask[row])
+        assert (scored >= 2 * K).all() and ((scored - 2 * K) % 2 == 0).all()
+        assert sorted(x[row, scored].tolist()) == sorted(keys.tolist())  # every key queried once
+        for pos in scored:  # the target at a returning key is its value
+            assert y[row, pos] == values[keys.tolist().index(x[row, pos])] - V // 2
+        others = np.setdiff1d(np.arange(2 * K, T), scored)
+        fill.extend(x[row, others].tolist())
+    if random_fill:
+        assert len(set(fill)) > V // 2  # uniform over the vocabulary
+    else:
+        assert set(fill) == {0}
+
+
+def test_mqar_zoology_example_layout():
+    """Zoology's docstring example: V=12, K=2, T=16: keys/values then queries at even offsets."""
+    d = MQARTask(vocab_size=12, seq_len=16, num_pairs=2).generate(50, _rng())
+    assert (d["x"][:, 4::2][~d["mask"][:, 4::2]] == 0).all() and (d["x"][:, 5::2] == 0).all()
+
+
+def test_mqar_gap_law_matches_zoology_sampler():
+    """Key 1's slot is the first weighted draw: P(s) = (s+1)^(a-1) / sum. The same law as
+    numpy's choice(p=..., replace=False), which Zoology calls."""
+    T, K, a = 64, 4, 0.01
+    d = MQARTask(vocab_size=256, seq_len=T, num_pairs=K, power_a=a).generate(40000, _rng(1))
+    slot_of_key1 = (np.argmax(d["x"][:, 2 * K:] == d["x"][:, [0]], axis=1)) // 2
+    p = np.arange(1, (T - 2 * K) // 2 + 1) ** (a - 1.0)
+    p /= p.sum()
+    assert np.abs(np.bincount(slot_of_key1, minlength=len(p)) / 40000 - p).max() < 0.01
+    legacy = np.random.RandomState(0)
+    z = np.array([legacy.choice(len(p), size=K, replace=False, p=p) for _ in range(20000)])
+    x = d["x"][:20000]
+    ours = np.stack([(np.argmax(x[:, 2 * K:] == x[:, [2 * j]], axis=1)) // 2 for j in range(K)], 1)
+    assert np.abs(ours.mean(0) - z.mean(0)).max() < 0.3  # mean slot of each key, in slots
+
+
+@pytest.mark.parametrize("T,K,order_ref,mean_gap", [(64, 4, 0.278, 19), (128, 8, 0.150, 37), (256, 16, 0.079, 74)])
+def test_mqar_baselines_and_gaps(T, K, order_ref, mean_gap):
+    task = MQARTask(vocab_size=8192, seq_len=T, num_pairs=K)
+    d = task.generate(100000 // K, _rng(2))
+    bag, order = task.baselines()
+    assert accuracy(bag(d, rng=_rng(3)), d) == pytest.approx(1 / K, abs=0.006)
+    # The reference's order-shortcut figures come from Zoology-sized test sets (3,000
+    # sequences, about +-0.8 points); Zoology's own sampler gives 28.5% at (64, 4).
+    assert accuracy(order(d), d) == pytest.approx(order_ref, abs=0.01)
+    assert accuracy(order(d), d) > 1 / K  # the shortcut is real
+    rows, cols = np.nonzero(d["mask"])
+    key_pos = 2 * np.argmax(d["x"][rows, 0:2 * K:2] == d["x"][rows, cols][:, None], axis=1)
+    assert (cols - key_pos).mean() == pytest.approx(mean_gap, abs=1.0)
+
+
+# -- selective copying ---------------------------------------------------------------------------------
+
+
+def test_selective_copy_indices():
+    M, L, A = 4, 9, 7
+    task = SelectiveCopyTask(num_tokens=M, num_blanks=L, vocab_size=A)
+    d = task.generate(3000, _rng())
+    x, y, mask = d["x"], d["y"], d["mask"]
+    assert x.shape == (3000, L + 2 * M) and task.spec.seq_len == L + 2 * M
+    assert (x[:, L + M:] == A - 1).all() and np.flatnonzero(mask[0]).tolist() == list(range(L + M, L + 2 * M))
+    body = x[:, :L + M]
+    assert ((body > 0).sum(1) == M).all() and (body < A - 1).all()
+    for row in range(200):
+        shown = body[row][body[row] > 0]
+        assert (y[row, mask[row]] == shown - 1).all()  # in order
+    # The M positions are a uniform M-subset of the first L+M: every position equally often.
+    assert np.abs((body > 0).mean(0) - M / (L + M)).max() < 0.03
+    assert set(np.unique(y[mask])) == set(range(A - 2))
+
+
+def test_selective_copy_baselines():
+    task = SelectiveCopyTask(num_tokens=16, num_blanks=64, vocab_size=16)
+    d, train = task.generate(20000, _rng(1)), task.generate(5000, _rng(2))
+    majority, bag = task.baselines()
+    assert accuracy(majority(d, train), d) == pytest.approx(1 / 14, abs=0.004)
+    assert accuracy(bag(d, rng=_rng(3)), d) == pytest.approx(0.129, abs=0.004)  # exact: 12.94%
+    with pytest.raises(ValueError, match="training split"):
+        majority(d)
+
+
+# -- in-context recall (plain and noisy) -----------------------------------------------------------------
+
+
+def _recall_oracle(x: np.ndarray, num_keys: int, content: int) -> tuple[list[int], dict]:
+    """Re-read one sequence pair by pair: the positions that must be scored and the key map."""
+    seen, scored = {}, []
+    for pos in range(0, len(x) - 1, 2):
+        k, v = int(x[pos]), int(x[pos + 1])
+        if k >= content:  # a noise pair
+            assert v >= content
+            continue
+        assert k < num_keys <= v < content
+        assert seen.setdefault(k, v) == v  # a key's value is fixed within the sequence
+        if list(x[:pos:2]).count(k):
+            scored.append(pos)
+    assert int(x[-1]) in seen  # the probe repeats a key already shown
+    return scored + [len(x) - 1], seen
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_in_context_recall_indices(noise):
+    task = NEW_TASKS["noisy_in_context_recall" if noise else "in_context_recall"]
+    d = task.generate(300, _rng())
+    x, y, mask = d["x"], d["y"], d["mask"]
+    nk, content = task.num_keys, task.vocab_size - task.noise_vocab_size
+    assert x.shape == (300, task.seq_len - 1) and task.spec.seq_len == task.seq_len - 1
+    for row in range(300):
+        scored, value_of = _recall_oracle(x[row], nk, content)
+        assert np.flatnonzero(mask[row]).tolist() == scored
+        assert all(y[row, p] == value_of[int(x[row, p])] - nk for p in scored)
+    noise_pairs = (x[:, 0:-1:2] >= content).mean()
+    assert noise_pairs == pytest.approx(0.3 * (1 - 1 / 9) if noise else 0.0, abs=0.02)
+
+
+def test_in_context_recall_mad_figures():
+    """MAD's baseline setting: ~56 scored steps per sequence (noisy: ~44) and the reference's
+    weak-memory baselines: most frequent value so far 31.6%, most recent value 24.9%."""
+    task = InContextRecallTask()
+    d = task.generate(12800, _rng(4))
+    assert d["mask"].sum(1).mean() == pytest.approx(56, abs=0.5)
+    frequent, recent = task.baselines()
+    assert accuracy(frequent(d), d) == pytest.approx(0.316, abs=0.008)
+    assert accuracy(recent(d), d) == pytest.approx(0.249, abs=0.008)
+    noisy = InContextRecallTask(vocab_size=32, noise_vocab_size=16, frac_noise=0.2)
+    assert noisy.generate(4000, _rng(5))["mask"].sum(1).mean() == pytest.approx(44, abs=0.8)
+
+
+def test_value_history_baselines_by_hand():
+    task = InContextRecallTask(vocab_size=8, seq_len=12)  # keys 0..3, values 4..7
+    x = np.array([[0, 5, 1, 6, 2, 6, 1, 6, 0, 5, 1]])  # 6 twice before the last query
+    y = np.full_like(x, -100)
+    y[0, [6, 8, 10]] = [2, 1, 2]
+    d = {"x": x, "y": y, "mask": y >= 0}
+    frequent, recent = task.baselines()
+    assert frequent(d).tolist() == [2, 2, 2]  # value 6 -> class 2 leads at every query
+    assert recent(d).tolist() == [2, 2, 1]  # the value just before each query
+
+
+# -- fuzzy in-context recall -----------------------------------------------------------------------------
+
+
+def _fuzzy_oracle(x: np.ndarray, nk: int, pad: int) -> tuple[list[tuple[tuple, tuple]], list[int]]:
+    """Split one stream into (key motif, value motif) pairs by token range; the scored steps are
+    the step before each value token of a repeated key (the last value is the hidden answer)."""
+    body = x[x != pad]
+    assert (x[:len(x) - len(body)] == pad).all()  # padding only on the left
+    pairs, i, offset = [], 0, len(x) - len(body)
+    scored, seen = [], set()
+    while i < len(body):
+        j = i
+        while j < len(body) and body[j] < nk:
+            j += 1
+        k = j
+        while k < len(body) and body[k] >= nk:
+            k += 1
+        key, value = tuple(body[i:j]), tuple(body[j:k])
+        if key in seen:
+            scored.extend(offset + p - 1 for p in range(j, k + (k == len(body))))
+        seen.add(key)
+        pairs.append((key, value))
+        i = k
+    return pairs, scored
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fuzzy_recall_indices(training):
+    task = FuzzyInContextRecallTask(vocab_size=11, seq_len=40, key_motif_size=3, value_motif_size=2)
+    d = task.generate(300, _rng(), training=training)
+    x, y, mask = d["x"], d["y"], d["mask"]
+    nk, pad = task.num_keys, task.vocab_size - 1
+    lengths = set()
+    for row in range(300):
+        pairs, scored = _fuzzy_oracle(x[row], nk, pad)
+        values = {}
+        for key, value in pairs[:-1]:
+            assert len(set(key)) == len(key) and 1 <= len(key) <= 3 and 1 <= len(value) <= 2
+            assert len(set(value)) == len(value)
+            assert values.setdefault(key, value) == value  # fixed within the sequence
+            lengths.add(len(key))
+        probe_key, probe_head = pairs[-1]
+        assert probe_key in values and values[probe_key][:len(probe_head)] == probe_head
+        assert np.flatnonzero(mask[row]).tolist() == scored
+        # Targets: the next token inside the stream, and the probe value's last token at the end.
+        inner = [p for p in scored if p + 1 < len(x[row])]
+        assert (y[row, inner] == x[row, [p + 1 for p in inner]] - nk).all()
+        assert y[row, -1] == values[probe_key][-1] - nk
+    assert lengths == ({1, 2, 3} if training else {3})  # test keys always have full length
+
+
+def test_fuzzy_recall_splits_and_mad_count():
+    task = FuzzyInContextRecallTask()
+    train, test = task.make_split("train", 200, 0), task.make_split("test", 3000, 0)
+    assert task.make_split("val", 50, 0)["mask"].sum(1).mean() < train["mask"].sum(1).mean()
+    # MAD's test sequences score only a few tokens (reference: ~4.3, mostly the probe's value).
+    assert test["mask"].sum(1).mean() == pytest.approx(4.4, abs=0.4)
+    for baseline in task.baselines():
+        assert accuracy(baseline(test), test) < 0.3
+
+
+def test_previous_value_motif_by_hand():
+    task = FuzzyInContextRecallTask(vocab_size=9, seq_len=13, key_motif_size=2, value_motif_size=2)
+    # keys 0..3, values 4..7, pad 8: (0 1)->(4 5), (2)->(6), then (0 1) again: answer 4 5
+    x = np.array([[8, 8, 8, 0, 1, 4, 5, 2, 6, 0, 1, 4]])
+    y = np.full_like(x, -100)
+    y[0, [10, 11]] = [0, 1]
+    d = {"x": x, "y": y, "mask": y >= 0}
+    _, previous = task.baselines()
+    assert previous(d).tolist() == [2, 2]  # motif (6): offset 0, then its last token again
+
+
+# -- compression and memorization ------------------------------------------------------------------------
+
+
+def test_compression_indices_and_baselines():
+    task = CompressionTask(vocab_size=6, seq_len=7)
+    d = task.generate(5000, _rng())
+    x, y, mask = d["x"], d["y"], d["mask"]
+    assert x.shape == (5000, 12) and (x[:, 6:] == 5).all() and (x[:, :6] < 5).all()
+    assert np.flatnonzero(mask[0]).tolist() == list(range(6, 12))
+    assert (y[:, 6:] == x[:, :6]).all()
+    majority, last = task.baselines()
+    assert accuracy(majority(d, task.generate(2000, _rng(1))), d) == pytest.approx(1 / 5, abs=0.015)
+    assert accuracy(last(d), d) == pytest.approx((1 + 5 / 5) / 6, abs=0.015)  # exact at the last step
+
+
+def test_memorization_map_is_fixed_and_test_repeats_training():
+    task = MemorizationTask()  # MAD's setting: 127 keys, 128 values, 256 training sequences
+    assert task.test_repeats_training
+    vmap = task.value_map()
+    assert len(vmap) == 127 and len(set(vmap.tolist())) == 127 and vmap.min() >= 127 and vmap.max() <= 254
+    a, b = task.make_split("train", 256, seed=0), task.make_split("test", 1280, seed=9)
+    for d in (a, b):  # the same map whatever the run seed and split
+        assert (d["y"][:, 1::2] == vmap[d["x"][:, 0::2]] - 127).all()
+        assert (d["x"][:, 1::2] == 255).all() and (d["mask"] == (d["y"] >= 0)).all()
+    assert task.training_coverage(a, b) == 1.0
+    tiny_train = task.make_split("train", 2, seed=0)  # 32 key draws cannot cover 127 keys
+    assert task.training_coverage(tiny_train, b) < 0.3
+    assert (MemorizationTask(map_seed=1).value_map() != vmap).any()
+    (majority,) = task.baselines()
+    assert accuracy(majority(b, a), b) < 0.03
+
+
+# -- every new task ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NEW_TASKS))
+def test_baselines_align_with_the_scored_steps(name):
+    task = NEW_TASKS[name]
+    train, test = task.make_split("train", 64, 0), task.make_split("test", 64, 0)
+    assert task.spec.chance > 0
+    for baseline in task.baselines():
+        pred = baseline(test, train, _rng())
+        assert pred.shape == test["y"][test["mask"]].shape and pred.dtype.kind == "i"
+        assert 0 <= accuracy(pred, test) <= 1
+        assert baseline.note
