@@ -21,6 +21,7 @@ block's output at the last step, (num_layers, B, H).
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,8 @@ from torch import Tensor, nn
 
 from stm_lab.errors import ConfigError
 
-POSITIONS = ("sinusoidal", "learned")
+Positions = Literal["sinusoidal", "learned"]
+POSITIONS: tuple[str, ...] = get_args(Positions)
 
 
 def sinusoidal_positions(length: int, dim: int, device=None, dtype=None) -> Tensor:
@@ -67,9 +69,8 @@ class CausalAttention(nn.Module):
     """Causal self-attention with the recurrent cells' interface: ``forward(x)`` maps (B, T,
     input_size) to (outputs (B, T, hidden_size), final_state (num_layers, B, hidden_size))."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 num_heads: int = 1, positions: str = "sinusoidal", max_len: int = 4096,
-                 mlp: bool = False, mlp_ratio: int = 4) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+                 num_heads: int, positions: Positions, max_len: int, mlp: bool, mlp_ratio: int) -> None:
         super().__init__()
         for key, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
                            ("num_heads", num_heads), ("max_len", max_len), ("mlp_ratio", mlp_ratio)):
@@ -92,7 +93,10 @@ class CausalAttention(nn.Module):
                                     for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The cell protocol (:mod:`stm_lab.cells.recurrent`): (B, T, input_size) -> (outputs,
+        final_state). With ``lengths`` (B,), ``final_state`` is read at each sequence's last real
+        step; attention is causal, so the padding after it changes nothing before it."""
         if x.dim() != 3:
             raise ValueError(f"expected a batch-first (B, T, input_size) tensor, got shape {tuple(x.shape)}")
         steps = x.shape[1]
@@ -104,8 +108,12 @@ class CausalAttention(nn.Module):
         else:
             p = sinusoidal_positions(steps, self.hidden_size, x.device, x.dtype)
         h = self.drop(self.embed(x) + p)
+        if lengths is None:
+            last = torch.full((x.shape[0],), steps - 1, dtype=torch.long, device=x.device)
+        else:
+            last = lengths.to(x.device).long().clamp(1, steps) - 1
         finals = []
         for block in self.blocks:
             h = block(h)
-            finals.append(h[:, -1])
+            finals.append(h[torch.arange(x.shape[0], device=x.device), last])
         return self.norm(h), torch.stack(finals)

@@ -19,7 +19,7 @@ log-space scan needs (Heinsen 2023): with A_t = sum_(s<=t) log a_s,
 ``mode="parallel"`` (training) runs that scan, vectorised over time; ``mode="sequential"``
 runs the recurrence step by step in linear space from sigmoid gates, the reference the scan
 is tested against (tests/test_comparator_cells.py). Both use the same parameters.
-``chunk_size`` (default 16) runs the log-space scan within chunks and joins them with a
+``chunk_size`` (16 in conf/cell/mingru.yaml) runs the log-space scan within chunks and joins them with a
 linear-space doubling scan (see :func:`log_space_scan`); ``null`` is the paper's single scan.
 
 Stacking. Each layer's gate and candidate are linear maps of *its own input*: the input
@@ -40,14 +40,18 @@ whatever T; float64 agrees to ~1e-12 either way.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stm_lab.errors import ConfigError
 
-MODES = ("parallel", "sequential")
-BLOCKS = ("plain", "residual")
+Mode = Literal["parallel", "sequential"]
+Block = Literal["plain", "residual"]
+MODES: tuple[str, ...] = get_args(Mode)
+BLOCKS: tuple[str, ...] = get_args(Block)
 
 
 def g(x: Tensor) -> Tensor:
@@ -125,6 +129,12 @@ def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None,
     return (decay * starts.unsqueeze(2) + local).reshape(B, n * chunk_size, H)[:, :T]
 
 
+def _states_at(layer_states: list[Tensor], lengths: Tensor) -> Tensor:
+    """(num_layers, B, H): each layer's state at each sequence's last real step."""
+    last = (lengths.to(layer_states[0].device).long().clamp(min=1) - 1).view(-1, 1, 1)
+    return torch.stack([h.gather(1, last.expand(-1, 1, h.shape[-1])).squeeze(1) for h in layer_states])
+
+
 class _MinLayer(nn.Module):
     """One minGRU or minLSTM layer: a single input projection, then the recurrence."""
 
@@ -171,8 +181,8 @@ class _MinLayer(nn.Module):
 class _MinRNN(nn.Module):
     kind = ""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 mode: str = "parallel", block: str = "plain", chunk_size: int | None = 16) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+                 mode: Mode, block: Block, chunk_size: int | None) -> None:
         super().__init__()
         for key, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -200,36 +210,44 @@ class _MinRNN(nn.Module):
             self.outs = nn.ModuleList(nn.Linear(H, H) for _ in range(num_layers))
             self.final_norm = nn.LayerNorm(H)
 
-    def forward(self, x: Tensor, h0: Tensor | None = None, mode: str | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, h0: Tensor | None = None,
+                mode: str | None = None) -> tuple[Tensor, Tensor]:
         """(B, T, input_size) -> (outputs (B, T, hidden_size), final states (num_layers, B, hidden_size)).
 
-        ``h0``: optional positive initial states (num_layers, B, hidden_size). ``mode``
-        overrides the module's own (``"sequential"`` for the step-by-step reference).
+        The cell protocol (:mod:`stm_lab.cells.recurrent`): with ``lengths`` (B,), the final
+        state is each sequence's state at its last real step (the recurrence is causal, so the
+        padding after it changes nothing before it). ``h0``: optional positive initial states
+        (num_layers, B, hidden_size). ``mode`` overrides the module's own (``"sequential"`` for
+        the step-by-step reference).
         """
         mode = mode or self.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if x.dim() != 3:
             raise ValueError(f"expected a batch-first (B, T, input_size) tensor, got shape {tuple(x.shape)}")
-        finals = []
+        states = []  # every layer's states (B, T, H), for the final state
         if self.block == "plain":
-            h = x
+            out = x
             for k, layer in enumerate(self.layers):
                 if k > 0:
-                    h = self.drop(h)  # between layers only, as torch.nn.GRU
-                h = layer(h, None if h0 is None else h0[k], mode, self.chunk_size)
-                finals.append(h[:, -1])
-            return h, torch.stack(finals)
-        z = self.embed(x)
-        for k, layer in enumerate(self.layers):
-            h = layer(self.norms[k](z), None if h0 is None else h0[k], mode, self.chunk_size)
-            finals.append(h[:, -1])
-            z = z + self.drop(self.outs[k](h))
-        return self.final_norm(z), torch.stack(finals)
+                    out = self.drop(out)  # between layers only, as torch.nn.GRU
+                out = layer(out, None if h0 is None else h0[k], mode, self.chunk_size)
+                states.append(out)
+        else:
+            z = self.embed(x)
+            for k, layer in enumerate(self.layers):
+                h = layer(self.norms[k](z), None if h0 is None else h0[k], mode, self.chunk_size)
+                states.append(h)
+                z = z + self.drop(self.outs[k](h))
+            out = self.final_norm(z)
+        if lengths is None:
+            return out, torch.stack([h[:, -1] for h in states])
+        return out, _states_at(states, lengths)
 
-    def sequential(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def sequential(self, x: Tensor, h0: Tensor | None = None,
+                   lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The step-by-step reference with the same parameters."""
-        return self.forward(x, h0, mode="sequential")
+        return self.forward(x, lengths, h0, mode="sequential")
 
 
 class MinGRU(_MinRNN):

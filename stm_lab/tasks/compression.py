@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, Baseline, constant, majority_class
+from stm_lab.tasks.baselines import Arrays, class_scores
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Baseline, Task, TaskSpec, task_field
 
 
 def compression_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int) -> Arrays:
@@ -52,8 +52,8 @@ def last_token(arrays: Arrays, seq_len: int) -> np.ndarray:
 @TASKS.register("compression")
 @dataclass(frozen=True)
 class CompressionTask(Task):
-    vocab_size: int = task_field(16, "V: data tokens {0..V-2} and the compression token V-1")
-    seq_len: int = task_field(32, "T: T-1 data tokens plus the compression token (MAD's length)")
+    vocab_size: int = task_field("V: data tokens {0..V-2} and the compression token V-1")
+    seq_len: int = task_field("T: T-1 data tokens plus the compression token (MAD's length)")
 
     def __post_init__(self) -> None:
         self.require(self.vocab_size >= 3, "vocab_size", "an integer >= 3")
@@ -69,10 +69,14 @@ class CompressionTask(Task):
             output_size=S,
             scored="steps",
             seq_len=2 * self.seq_len - 2,
-            chance=1.0 / S,
-            chance_note=f"uniform guess among {S} data tokens at each position "
-                        "(MAD's figure, ~9.6% at V=16, T=32, also counts the free compression token)",
+            chance={"acc": 1.0 / S, "recall": 1.0 / S, "acc_pos": 1.0 / S,
+                    "acc_sequence": float(S) ** -(self.seq_len - 1)},
+            chance_note=f"uniform guess among {S} data tokens at each position; the whole sequence: "
+                        f"{S}^-{self.seq_len - 1} (MAD's figure, ~9.6% at V=16, T=32, also counts the "
+                        "free compression token)",
             default_head="per_step",
+            metrics=("acc", "recall", "acc_sequence", "acc_pos"),
+            headline="acc",
             positions=self.seq_len - 1,
             paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
             tags=("compression", "serial-recall", "capacity"),
@@ -81,12 +85,12 @@ class CompressionTask(Task):
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return compression_arrays(n, rng, self.vocab_size, self.seq_len)
 
-    def baselines(self) -> tuple[Baseline, ...]:
-        return (
-            Baseline("majority_token", lambda a, train, _r: constant(a, majority_class(train)),
-                     "the training split's most frequent data token everywhere",
-                     needs_train=True, reference=1.0 / (self.vocab_size - 1)),
-            Baseline("last_token", lambda a, _t, _r: last_token(a, self.seq_len),
-                     "remembers only the last data token and repeats it: exact at the last "
-                     "position, chance elsewhere"),
-        )
+    def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
+        """Beside the memoryless ones (the majority token is 1/(V-1): tokens are uniform), a
+        one-token memory: (1 + (T-2)/(V-1)) / (T-1)."""
+        out = super().baselines(train, test)
+        out["last_token"] = Baseline(
+            class_scores(last_token(test, self.seq_len), self.vocab_size - 1),
+            "remembers only the last data token and repeats it: exact at the last position, "
+            "chance elsewhere", memoryless=False)
+        return out

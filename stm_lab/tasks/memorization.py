@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, Baseline, constant, majority_class
+from stm_lab.tasks.baselines import Arrays
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.spec import Task, TaskSpec, task_field
 
@@ -36,9 +36,9 @@ from stm_lab.tasks.spec import Task, TaskSpec, task_field
 @TASKS.register("memorization")
 @dataclass(frozen=True)
 class MemorizationTask(Task):
-    vocab_size: int = task_field(256, "V: keys, values and the insert token (the last one)")
-    seq_len: int = task_field(32, "T: T/2 key-insert pairs per sequence (even)")
-    map_seed: int = task_field(12345, "seed of the fixed key-to-value map (not the run seed)")
+    vocab_size: int = task_field("V: keys, values and the insert token (the last one)")
+    seq_len: int = task_field("T: T/2 key-insert pairs per sequence (even)")
+    map_seed: int = task_field("seed of the fixed key-to-value map (not the run seed)")
 
     # Test items intentionally occur in training: the task measures in-weights memory of a
     # fixed map, so the test asks for the very pairs the training split shows.
@@ -70,10 +70,13 @@ class MemorizationTask(Task):
             output_size=self.num_values,
             scored="steps",
             seq_len=self.seq_len,
-            chance=1.0 / self.num_values,
-            chance_note=f"uniform guess among {self.num_values} values; the map is fixed, so "
-                        "this measures in-weights memory (test keys occur in training)",
+            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values},
+            chance_note=f"uniform guess among {self.num_values} values. In-weights memory, not "
+                        "short-term memory: the key-to-value map is fixed, so the test split repeats "
+                        "the training pairs on purpose (test_repeats_training); report it apart",
             default_head="per_step",
+            metrics=("acc", "recall"),
+            headline="acc",
             paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
             tags=("in-weights", "memorization"),
         )
@@ -93,10 +96,3 @@ class MemorizationTask(Task):
         seen = np.zeros(self.num_keys, dtype=bool)
         seen[np.unique(train["x"][:, 0::2])] = True
         return float(seen[test["x"][:, 0::2]].mean())
-
-    def baselines(self) -> tuple[Baseline, ...]:
-        return (
-            Baseline("majority_value", lambda a, train, _r: constant(a, majority_class(train)),
-                     "the training split's most frequent value at every insert token "
-                     "(the best answer that ignores the key)", needs_train=True),
-        )

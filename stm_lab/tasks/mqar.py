@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, Baseline, shuffle_rows
+from stm_lab.tasks.baselines import Arrays, baseline_rng, class_scores, shuffle_rows
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.sampling import distinct, weighted_without_replacement
-from stm_lab.tasks.spec import Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Baseline, Task, TaskSpec, task_field
 
 
 def mqar_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int, num_pairs: int,
@@ -84,12 +84,12 @@ def bag_of_values(arrays: Arrays, num_pairs: int, vocab_size: int,
 @TASKS.register("mqar")
 @dataclass(frozen=True)
 class MQARTask(Task):
-    vocab_size: int = task_field(128, "V: keys from {1..V/2-1}, values from {V/2..V-1}, 0 is filler")
-    seq_len: int = task_field(64, "T: sequence length (even; at least 4K)")
-    num_pairs: int = task_field(4, "K: key-value pairs, each queried exactly once")
-    power_a: float = task_field(0.01, "a: query slot s drawn with P(s) ~ (s+1)^(a-1); 1 = uniform")
-    random_non_queries: bool = task_field(False, "filler: token 0 (False, Zoology's paper figures) "
-                                                 "or uniform random tokens (True, its code default)")
+    vocab_size: int = task_field("V: keys from {1..V/2-1}, values from {V/2..V-1}, 0 is filler")
+    seq_len: int = task_field("T: sequence length (even; at least 4K)")
+    num_pairs: int = task_field("K: key-value pairs, each queried exactly once")
+    power_a: float = task_field("a: query slot s drawn with P(s) ~ (s+1)^(a-1); 1 = uniform")
+    random_non_queries: bool = task_field("filler: token 0 (false, Zoology's paper figures) "
+                                          "or uniform random tokens (true, its code default)")
 
     def __post_init__(self) -> None:
         self.require(self.num_pairs >= 1, "num_pairs", "an integer >= 1")
@@ -113,9 +113,13 @@ class MQARTask(Task):
             output_size=self.num_values,
             scored="steps",
             seq_len=self.seq_len,
-            chance=1.0 / self.num_values,
-            chance_note=f"uniform guess among the {self.num_values} value tokens at each query",
+            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values,
+                    "acc_pos": 1.0 / self.num_values, "acc_sequence": self.num_values ** -self.num_pairs},
+            chance_note=f"uniform guess among the {self.num_values} value tokens at each query; all "
+                        f"{self.num_pairs} queries of a sequence: {self.num_values}^-{self.num_pairs}",
             default_head="per_step",
+            metrics=("acc", "recall", "acc_sequence", "acc_pos"),
+            headline="acc",
             positions=self.num_pairs,  # the i-th query of a sequence (queries in order of position)
             paper="Arora, Eyuboglu et al. 2023, Zoology: Measuring and Improving Recall in "
                   "Efficient Language Models",
@@ -126,12 +130,17 @@ class MQARTask(Task):
         return mqar_arrays(n, rng, self.vocab_size, self.seq_len, self.num_pairs,
                            self.power_a, self.random_non_queries)
 
-    def baselines(self) -> tuple[Baseline, ...]:
-        K, V = self.num_pairs, self.vocab_size
-        return (
-            Baseline("bag_of_values", lambda a, _t, rng: bag_of_values(a, K, V, rng),
-                     "the K values shown, in random order: knows the values, not the bindings",
-                     reference=1.0 / K),
-            Baseline("order_shortcut", lambda a, _t, _r: order_shortcut(a, K, V),
-                     "i-th query answered with the i-th value shown"),
-        )
+    def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
+        """Beside the memoryless ones, two that remember the values but not the bindings: a
+        model must beat both to show it binds keys to values."""
+        K, V, C = self.num_pairs, self.vocab_size, self.num_values
+        out = super().baselines(train, test)
+        out["bag_of_values"] = Baseline(
+            class_scores(bag_of_values(test, K, V, baseline_rng()), C),
+            "the K values shown, in a random order: knows the values, not the bindings (1/K)",
+            memoryless=False)
+        out["order_shortcut"] = Baseline(
+            class_scores(order_shortcut(test, K, V), C),
+            "the i-th query answered with the i-th value shown (earlier keys tend to be asked first)",
+            memoryless=False)
+        return out
