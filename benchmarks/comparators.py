@@ -33,16 +33,21 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from stm_lab.cells.attention import CausalAttention
-from stm_lab.cells.min_rnn import MinGRU, MinLSTM
+from stm_lab import api
+
+
+def _conf_cell(name: str, **options) -> Callable[[int, int], nn.Module]:
+    """A cell as ``cell=<name>`` builds it (conf/cell/<name>.yaml), one layer, width h."""
+    return lambda i, h: api.cell(name, input_size=i, hidden_size=h, num_layers=1, **options)
+
 
 CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True),
     "gru": lambda i, h: nn.GRU(i, h, batch_first=True),
-    "mingru": lambda i, h: MinGRU(i, h),
-    "minlstm": lambda i, h: MinLSTM(i, h),
-    "mingru-seq": lambda i, h: MinGRU(i, h, mode="sequential"),
-    "attention": lambda i, h: CausalAttention(i, h),
+    "mingru": _conf_cell("mingru"),
+    "minlstm": _conf_cell("minlstm"),
+    "mingru-seq": _conf_cell("mingru", mode="sequential"),
+    "attention": _conf_cell("attention"),  # 1 head, no MLP (conf/cell/attention.yaml)
 }
 
 

@@ -366,3 +366,35 @@ def test_floors_in_the_run_summary(name):
     floor = floors(task.spec, scores)
     assert floor["acc"]["value"] >= task.spec.chance["acc"] - 1e-9
     assert floor["acc"]["by"] in {"chance", *scores}
+
+
+# -- sweeps and compare, unchanged ------------------------------------------------------------------------
+
+
+def test_runs_over_num_pairs_compare_with_their_own_floors(make_cfg, tmp_path):
+    """Runs of MQAR at several numbers of pairs (what ``-m data.num_pairs=2,3`` makes) aggregate
+    over ``data.num_pairs`` with each K's own chance level and floor, and a span over K."""
+    from conftest import TINY
+
+    from stm_lab import compare
+    from stm_lab.run import train
+
+    base = [o for o in TINY if not o.startswith("data.")]
+    for K in (2, 3):
+        for seed in (0, 1):
+            train(make_cfg(*base, "data=mqar", "data.vocab_size=16", "data.seq_len=16", f"data.num_pairs={K}",
+                           f"seed={seed}", "data.n_train=64", "data.n_val=32", "data.n_test=64",
+                           "data.batch_size=32", tiny=False, subdir=f"sweep/k{K}_s{seed}"))
+    df = compare.load_runs([tmp_path / "sweep"])
+    over, by = compare.resolve_key(df, "num_pairs"), [compare.resolve_key(df, "cell")]
+    assert over == "data.num_pairs"
+    agg = compare.aggregate(df, "test/acc", by=by, over=over)
+    assert agg[over].tolist() == [2, 3] and agg["n"].tolist() == [2, 2]
+    assert agg["chance"].tolist() == pytest.approx([1 / 8, 1 / 8])
+    # The floor is each K's own: knowing the values but not the bindings scores at least 1/K.
+    assert agg["floor"].iloc[0] >= 0.5 - 0.05 and agg["floor"].iloc[1] >= 1 / 3 - 0.05
+    assert set(agg["floor_by"]) <= {"bag_of_values", "order_shortcut"}
+    span = compare.memory_span(df, "test/acc", over, by=by)
+    assert span["seeds"].tolist() == [2] and span["reference"].tolist() == ["floor"]
+    curves = compare.curve_table(df, "test/acc_pos", by=by, over=over)
+    assert len(curves) == 2 + 3  # the serial-position curve of the queries: K points for each K
