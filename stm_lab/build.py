@@ -72,7 +72,7 @@ def check_cell(cell: Mapping[str, Any]) -> type:
     target = locate("cell._target_", cell.get("_target_"), "a cell class, e.g. stm_lab.cells.LSTM")
     if not (inspect.isclass(target) and issubclass(target, nn.Module)):
         raise ConfigError("cell._target_", cell.get("_target_"), hint="not an nn.Module class")
-    check_section("cell", cell, [(target, ("input_size",))], {"name": str})
+    check_section("cell", cell, [(target, ("input_size",))], {"name": str | None})
     return target
 
 
