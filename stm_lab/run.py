@@ -55,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.complete(
             headline=spec.headline, monitor=model.selection.monitor, chance=dict(spec.chance),
             chance_note=spec.chance_note, baselines=baselines, floor=floor, metrics=metrics,
-            curves=model.curves, best_checkpoint=best or None, resumed_from=ckpt_path,
+            curves=model.curves, data=datamodule.report(), best_checkpoint=best or None, resumed_from=ckpt_path,
             wandb=wandb_run_info(loggers))
     return record.summary
 

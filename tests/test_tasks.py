@@ -44,8 +44,9 @@ def make(name: str, text_file: str):
     return api.task(name, **params)
 
 
-def module(task, n_train: int, n_val: int, n_test: int, batch_size: int, seed: int, cache_dir=None):
-    return MemoryDataModule(task, n_train, n_val, n_test, batch_size, on_device=False, seed=seed,
+def module(task, n_train: int, n_val: int, n_test: int, batch_size: int, seed: int, cache_dir=None,
+           regime: str = "fixed"):
+    return MemoryDataModule(task, n_train, n_val, n_test, batch_size, on_device=False, regime=regime, seed=seed,
                             cache_dir=cache_dir)
 
 
@@ -149,7 +150,8 @@ def test_nback_indices_and_match_rate():
 
 
 def test_dms_periods_and_decision_step():
-    task = api.task("dms", num_stimuli=4, fixation_steps=2, sample_steps=2, delay=3, test_steps=2)
+    task = api.task("dms", num_stimuli=4, fixation_steps=2, sample_steps=2, delay=3, test_steps=2,
+                    delay_jitter=0, noise=0.0)
     assert task.periods == {"fixation": (0, 2), "sample": (2, 4), "delay": (4, 7), "test": (7, 9),
                             "decision": (9, 10)}
     d = task.generate(400, np.random.default_rng(0))
@@ -227,8 +229,30 @@ def test_chance_nback_balanced_accuracy_of_memoryless_rules():
     assert (y == 0).mean() == pytest.approx(0.7, abs=0.01)  # what plain accuracy would credit
 
 
+def test_dms_jitter_and_noise_keep_the_layout():
+    """The delay varies within delay ± jitter; noise tokens appear in the delay only; the decision
+    is the last real step; the answer is whether test equals sample."""
+    task = api.task("dms", num_stimuli=4, fixation_steps=1, sample_steps=2, delay=6, delay_jitter=2,
+                    noise=0.5, num_noise=3, test_steps=2)
+    d = task.generate(2000, np.random.default_rng(0))
+    x, y, mask, length = d["x"], d["y"], d["mask"], d["length"]
+    assert x.shape[1] == task.spec.seq_len == 1 + 2 + 8 + 2 + 1
+    decision = mask.argmax(1)
+    assert (decision == length - 1).all() and (x[np.arange(2000), decision] == 6).all()
+    delays = decision - 2 - 1 - 2  # decision = fixation + sample + delay + test
+    assert set(delays.tolist()) == {4, 5, 6, 7, 8}
+    sample, test = x[:, 1], x[np.arange(2000), decision - 1]
+    assert (y[mask] == (sample == test)).all()
+    import torch
+
+    in_delay = task.delay_mask(torch.from_numpy(x), torch.from_numpy(mask)).numpy()
+    assert (in_delay.sum(1) == delays).all()
+    noise = x >= 7  # tokens 7..9
+    assert not (noise & ~in_delay).any() and 0.4 < noise[in_delay].mean() < 0.6
+
+
 def test_chance_dms_from_the_test_stimulus_alone():
-    task = api.task("dms", num_stimuli=4)
+    task = api.task("dms", num_stimuli=4, delay_jitter=0)
     d = task.generate(40000, np.random.default_rng(1))
     test_stimulus = d["x"][:, task.periods["test"][0]]
     assert _best_given(test_stimulus, d["y"][:, -1]) == pytest.approx(task.spec.chance["acc"], abs=0.01)

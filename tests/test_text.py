@@ -113,7 +113,7 @@ def test_text_experiment_trains_on_local_files(make_cfg, files, cell):
 
 
 def _setup(task):
-    MemoryDataModule(task, 100, 100, 100, 8, on_device=False, seed=0, cache_dir=None).setup()
+    MemoryDataModule(task, 100, 100, 100, 8, on_device=False, regime="fixed", seed=0, cache_dir=None).setup()
 
 
 def test_missing_file(tmp_path):

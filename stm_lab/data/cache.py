@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -32,10 +33,11 @@ def task_identity(task: Task) -> str:
     return f"{task.name or cls.__name__}:{cls.__module__}.{cls.__qualname__}"
 
 
-def cache_key(task: Task, split: str, n: int, seed: int) -> str:
+def cache_key(task: Task, split: str, n: int, seed: int, extra: dict | None = None) -> str:
     blob = json.dumps(
         {"format": CACHE_FORMAT, "task": task_identity(task), "version": task.version,
-         "params": task.params(), "split": split, "n": n, "seed": seed, "source": task.fingerprint()},
+         "params": task.params(), "split": split, "n": n, "seed": seed, "source": task.fingerprint(),
+         **({"extra": extra} if extra else {})},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -56,18 +58,22 @@ def _features(arrays: dict[str, np.ndarray]) -> datasets.Features:
     return datasets.Features(feats)
 
 
-def materialise(task: Task, split: str, n: int, seed: int, cache_dir: str | Path | None) -> datasets.Dataset:
+def materialise(task: Task, split: str, n: int, seed: int, cache_dir: str | Path | None,
+                make: Callable[[], dict[str, np.ndarray]] | None = None, extra: dict | None = None) -> datasets.Dataset:
     """The ``split`` of ``task`` with ``n`` sequences, generated once and then loaded from the cache.
 
-    With ``cache_dir=None`` the split is generated in memory every time. Tasks on real data
-    come through the same path (:meth:`Task.make_split` loads and encodes them).
+    ``make`` builds the arrays (default: :meth:`Task.make_split`); ``extra`` is whatever else
+    decides them (e.g. the items held out), part of the cache key. With ``cache_dir=None`` the
+    split is generated in memory every time. Tasks on real data come through the same path.
     """
+    make = make or (lambda: task.make_split(split, n, seed))
     if cache_dir is None:
-        arrays = task.make_split(split, n, seed)
+        arrays = make()
         return datasets.Dataset.from_dict(arrays, features=_features(arrays))
-    path = Path(cache_dir).expanduser() / (task.name or type(task).__name__) / f"{split}-{cache_key(task, split, n, seed)}"
+    key = cache_key(task, split, n, seed, extra)
+    path = Path(cache_dir).expanduser() / (task.name or type(task).__name__) / f"{split}-{key}"
     if not path.exists():
-        arrays = task.make_split(split, n, seed)
+        arrays = make()
         ds = datasets.Dataset.from_dict(arrays, features=_features(arrays))
         # Parallel jobs may build the same split: write aside, then rename into place.
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")

@@ -99,6 +99,9 @@ class Task:
     name: ClassVar[str] = ""
     # Bump when the generator's output for the same parameters changes: it keys the data cache.
     version: ClassVar[int] = 1
+    # Whether validation and test items are held out of training (a generated task: redrawn until
+    # none occurs there). Tasks on a fixed dataset set False: their overlap is measured and recorded.
+    held_out: ClassVar[bool] = True
 
     @property
     def spec(self) -> TaskSpec:

@@ -47,6 +47,8 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
 @TASKS.register("text")
 @dataclass(frozen=True)
 class TextClassificationTask(Task):
+    held_out = False  # a fixed dataset: its overlap is measured, not removed
+
     dataset: str | None = task_field("hub dataset name (e.g. stanfordnlp/imdb); null: use data_files")
     data_files: Any = task_field("local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
     text_column: str = task_field("column holding the text")
