@@ -126,7 +126,8 @@ def check_optimizer(cfg: DictConfig) -> None:
             raise ConfigError("scheduler", sched, hint=f"{sched['_target_']}: {e}") from e
 
 
-def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None = None) -> MemoryModel:
+def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None = None,
+                artifacts: dict[str, Any] | None = None) -> MemoryModel:
     encoder = InputEncoder(spec, cfg.get("embedding_dim"))
     core = build_core(cfg.cell, encoder.output_size)
     if cfg.get("compile"):
@@ -134,7 +135,8 @@ def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None =
         core.compile()
     head = build_head(cfg.head, core.hidden_size, spec)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return MemoryModel(spec, encoder, core, head, instantiate(cfg.optimizer), scheduler, config=config)
+    return MemoryModel(spec, encoder, core, head, instantiate(cfg.optimizer), scheduler, config=config,
+                       artifacts=artifacts)
 
 
 # ------------------------------------------------------------------------- training
@@ -209,6 +211,6 @@ def build(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), config: dict[s
     check_trainer(cfg)
     check_loggers(cfg)
     spec = task.spec  # data read from files is loaded here, once
-    model = build_model(cfg, spec, config)
+    model = build_model(cfg, spec, config, task.artifacts())
     trainer = build_trainer(cfg, [*build_callbacks(cfg, model.selection), *callbacks])
     return Parts(task, datamodule, model, trainer)

@@ -43,6 +43,8 @@ class RunRecord:
     training, :meth:`attach` hands over the trainer and loggers (for partial metrics and the W&B
     run), :meth:`complete` gives what a completed run records. ``record.summary`` is the result."""
 
+    record_file = SUMMARY  # the JSON file the record keeps, in the run's folder
+
     def __init__(self, cfg: DictConfig) -> None:
         self.t0 = time.perf_counter()
         self.out_dir = Path(cfg.paths.output_dir)
@@ -87,7 +89,7 @@ class RunRecord:
         self._fields.update(fields)
         summary = {**self.base, "status": status, **self._fields,
                    "wall_time_s": round(time.perf_counter() - self.t0, 3)}
-        write_json_atomic(self.out_dir / SUMMARY, summary)
+        write_json_atomic(self.out_dir / self.record_file, summary)
         self.summary = summary
         return summary
 
@@ -107,7 +109,7 @@ class RunRecord:
 
     def __enter__(self) -> RunRecord:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.previous = previous_summary(self.out_dir)
+        self.previous = previous_summary(self.out_dir) if self.record_file == SUMMARY else None
         self.stop.__enter__()
         return self
 

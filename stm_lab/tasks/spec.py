@@ -146,6 +146,42 @@ class Task:
                                         "(fitted on the training split)")
         return out
 
+    def artifacts(self) -> dict[str, Any]:
+        """What the task learned from its data and an applied model needs without the data (a
+        text task's vocabulary and class names). Saved in every checkpoint; JSON-serialisable."""
+        return {}
+
+    def restore(self, artifacts: dict[str, Any]) -> Task:
+        """This task with ``artifacts`` from a checkpoint in place of reading its data again."""
+        return self
+
+    def encode(self, item: Any) -> dict[str, np.ndarray]:
+        """One input of the user's (``stm_lab.predict``) as the arrays of a one-sequence batch:
+        ``x`` and ``mask`` (the steps to predict at). Token tasks take a list of token ids, or
+        ``{"x": [...], "mask": [...]}``; tasks on text override this."""
+        if isinstance(item, dict):
+            x, mask = item.get("x"), item.get("mask")
+        else:
+            x, mask = item, None
+        if not isinstance(x, list) or not x:
+            raise ValueError("an input is a non-empty list of token ids, or {\"x\": [...], \"mask\": [...]}")
+        spec = self.spec
+        arr = np.asarray(x, dtype=np.int64 if spec.input_kind == "tokens" else np.float32)
+        if spec.input_kind == "tokens" and (arr.min() < 0 or arr.max() >= spec.input_size):
+            raise ValueError(f"token ids must be in [0, {spec.input_size})")
+        if mask is None:  # every step, or the last one for a task scored once per sequence
+            m = np.zeros(len(arr), dtype=bool)
+            m[-1 if spec.scored == "one" else slice(None)] = True
+        else:
+            m = np.asarray(mask, dtype=bool)
+            if m.shape != arr.shape[:1]:
+                raise ValueError("mask must have one entry per step of x")
+        return {"x": arr[None], "mask": m[None], "length": np.asarray([len(arr)])}
+
+    def decode(self, classes: np.ndarray) -> list[Any]:
+        """Predicted classes as the user reads them (a text task: its class names)."""
+        return [int(c) for c in classes]
+
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

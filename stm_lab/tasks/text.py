@@ -208,6 +208,32 @@ class TextClassificationTask(Task):
         seq_len = max(len(s) for split in SPLITS for s in encoded[split][0])
         return {"vocab": vocab, "names": names, "splits": encoded, "seq_len": seq_len}
 
+    # -- what travels with a trained model ----------------------------------------------------------
+
+    def artifacts(self) -> dict[str, Any]:
+        p = self.prepared
+        return {"vocab": p["vocab"], "names": p["names"], "seq_len": p["seq_len"]}
+
+    def restore(self, artifacts: dict[str, Any]) -> TextClassificationTask:
+        if artifacts:  # the vocabulary and labels the model was trained with, not the files'
+            self.__dict__["prepared"] = {**artifacts, "splits": None}
+        return self
+
+    def encode(self, item: Any) -> dict[str, np.ndarray]:
+        """A text, tokenised as in training; words outside the vocabulary are <unk>."""
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("an input is a non-empty text (or {\"text\": \"...\"})")
+        vocab = self.vocabulary
+        ids = [vocab.get(t, UNK) for t in tokenize(text, self.lowercase)[:self.max_length]] or [UNK]
+        mask = np.zeros((1, len(ids)), dtype=bool)
+        mask[0, -1] = True  # read at the last real token, as in training
+        return {"x": np.asarray([ids], dtype=np.int64), "mask": mask, "length": np.asarray([len(ids)])}
+
+    def decode(self, classes: np.ndarray) -> list[Any]:
+        names = self.class_names
+        return [names[int(c)] for c in classes]
+
     # -- the task contract ------------------------------------------------------------------------
 
     @property
