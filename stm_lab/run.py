@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from stm_lab.cells import RecurrentCore
@@ -90,6 +91,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
     previous = previous_summary(out_dir)
+    # Where the launcher starts one process per device (srun on SLURM, Lightning's `ddp`), every
+    # rank runs this function: only global rank 0 writes the record and the loggers' runs.
+    lead = rank_zero_only.rank == 0
     base = {
         "status": "running",
         "task": cfg.data.get("task"),
@@ -107,7 +111,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     def record(status: str, **fields: Any) -> dict[str, Any]:
         summary = {**base, "status": status, **fields, "wall_time_s": round(time.perf_counter() - t0, 3)}
-        write_json_atomic(out_dir / SUMMARY, summary)
+        if lead:
+            write_json_atomic(out_dir / SUMMARY, summary)
         return summary
 
     if cfg.get("skip_completed") and is_completed(previous, config):
@@ -133,7 +138,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             model = build_model(cfg, datamodule, config)
             callbacks = [instantiate_checked(f"callbacks.{name}", c)
                          for name, c in (cfg.get("callbacks") or {}).items() if c and "_target_" in c]
-            loggers = build_loggers(cfg)
+            loggers = build_loggers(cfg) if lead else []
             trainer = instantiate_checked("trainer", cfg.trainer, logger=loggers or False,
                                           callbacks=[*callbacks, DivergenceGuard(), stop])
             log_config(loggers, config)
@@ -156,7 +161,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     except Exception as e:  # NaN loss or any failure during fit/test: record it, let a sweep go on
         trace = out_dir / TRACEBACK
-        trace.write_text(traceback.format_exc())
+        if lead:
+            trace.write_text(traceback.format_exc())
         summary = record("failed", reason=f"{type(e).__name__}: {e}" if not isinstance(e, DivergenceError)
                          else str(e), traceback=str(trace), metrics=_partial(trainer),
                          last_checkpoint=_last_checkpoint(cfg), wandb=_wandb_info(loggers))
