@@ -15,6 +15,7 @@ file named by ``JobCompLoc``), and a job's restarts from ``scontrol show job``.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -120,7 +122,7 @@ class Sweep:
     """``python -m stm_lab -m launcher=slurm ARGS``: its folder, its jobs (all named ``name``)."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str], *args: str) -> None:
-        self.cwd, self.env = tmp_path, env
+        self.cwd, self.env = tmp_path, dict(env)
         self.dir = tmp_path / "sweep"
         self.name = f"stm_lab_test_{uuid.uuid4().hex[:8]}"
         self.cmd = [sys.executable, "-m", "stm_lab", "-m", *SLURM, f"hydra.launcher.name={self.name}",
@@ -156,30 +158,12 @@ class Sweep:
         subprocess.run(["scancel", "--name", self.name], env=self.env, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def sweeps(env):
-    """Make sweeps; whatever they left in the queue is cancelled when the test ends."""
-    made: list[Sweep] = []
-
-    def make(tmp_path: Path, *args: str) -> Sweep:
-        made.append(Sweep(tmp_path, env, *args))
-        return made[-1]
-
-    yield make
-    # A job whose result is in may still be exiting: give it a moment to leave the queue.
-    deadline = time.monotonic() + 30
-    while any(s.queued() for s in made) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for s in made:
-        s.cancel()
-
-
 def wait_until(check, what: str, proc: subprocess.Popen | None = None, timeout: float = WAIT):
     deadline = time.monotonic() + timeout
     while not (value := check()):
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the sweep ended (code {proc.returncode}) before {what}:\n{err[-3000:]}")
+            _, err = proc.communicate()
+            raise AssertionError(f"the sweep ended (code {proc.returncode}) before {what}:\n{err[-3000:]}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.25)
     return value
@@ -187,115 +171,236 @@ def wait_until(check, what: str, proc: subprocess.Popen | None = None, timeout: 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
     try:
-        _, err = proc.communicate(timeout=WAIT)
+        out, err = proc.communicate(timeout=WAIT)
     finally:
         proc.kill()
-    return proc.returncode, err
+    return proc.returncode, out + err
 
 
-def pause(seed: int, step: int, marker: Path) -> list[str]:
-    """The run with this seed pauses at ``step`` (in training) until a stop signal reaches it."""
-    return ["+callbacks.pause._target_=slurm_callbacks.PauseOne", "+callbacks.pause.value=${seed}",
-            f"+callbacks.pause.when={seed}", f"+callbacks.pause.step={step}", f"+callbacks.pause.marker={marker}"]
+def pause(seeds: list[int], step: int, marker: str) -> list[str]:
+    """The runs with these seeds pause at ``step`` (in training) until a stop signal reaches them;
+    ``marker`` (with ``${seed}`` in it) says when they are there."""
+    return ["+callbacks.pause._target_=slurm_callbacks.PauseSome", "+callbacks.pause.value=${seed}",
+            f"+callbacks.pause.among=[{','.join(map(str, seeds))}]", f"+callbacks.pause.step={step}",
+            f"+callbacks.pause.marker={marker}"]
 
 
 def global_step(ckpt: str) -> int:
     return torch.load(ckpt, weights_only=False, map_location="cpu")["global_step"]
 
 
-# ---------------------------------------------------------------- the tests
+def seconds(runtime: str) -> int:
+    """SLURM's [D-]HH:MM:SS."""
+    days, _, hms = runtime.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return int(days or 0) * 86400 + h * 3600 + m * 60 + s
 
 
-def test_grid_sweep_is_one_array_a_cancelled_job_resumes_and_setup_reaches_the_jobs(sweeps, env, tmp_path):
-    """4 jobs, one array. ``scancel`` of the job still training: its summary says interrupted,
-    with last.ckpt; the same command with skip_completed=true skips the 3 completed runs and
-    resumes the 4th from its checkpoint, into the same W&B run. The launcher's setup lines and
-    the launching shell's environment reach every job, which runs this very Python."""
-    marker = tmp_path / "paused"
-    setup = "hydra.launcher.setup=['export STM_LAB_SETUP_MARK=from-setup','echo setup lines ran']"
-    sweep = sweeps(tmp_path, "seed=0,1,2,3", *RUN, "logger=wandb", *pause(3, 2, marker), setup,
-                   "tags=[${oc.env:STM_LAB_SETUP_MARK},${oc.env:STM_LAB_LAUNCH_MARK}]")
-    sweep.env = {**env, "STM_LAB_LAUNCH_MARK": "from-launcher"}
+# ---------------------------------------------------------------- the scenarios
+# Each plays one story against the cluster and returns what it saw on the way; the tests below
+# check it. They run at the same time (the `runs` fixture), the way several users share a
+# cluster: while one waits (for a signal, for a requeued job's turn, for its launcher to start)
+# the scheduler runs the others' jobs, which keeps the whole file to a few minutes on 2 CPUs.
+
+
+def play_grid(sweep: Sweep, sweeps: dict[str, Sweep]) -> dict:
+    """4 jobs in one array, with setup lines and a variable of the launching environment.
+    In training, job 2 is cancelled (scancel) and job 3 reaches its time limit (it may be
+    requeued once: max_num_timeout=1). Then the same command with skip_completed=true.
+
+    The time limit is real and enforced by SLURM; the test only chooses when it falls: once
+    job 3 is in training, it lowers that job's limit (``scontrol update TimeLimit``) so that
+    SLURM's next time-limit check (every 30 s) sends the warning submitit asked for (USR2,
+    signal_delay_s=90 s before the limit); then it raises the limit back, for the restart."""
+    sweep.cmd += ["seed=0,1,2,3", *RUN, "logger=wandb", *pause([2, 3], 2, f"{sweep.cwd}/paused_${{seed}}"),
+                  "hydra.launcher.max_num_timeout=1", "hydra.launcher.signal_delay_s=90",
+                  "hydra.launcher.setup=['export STM_LAB_SETUP_MARK=from-setup','echo setup lines ran']",
+                  "+callbacks.env._target_=slurm_callbacks.WriteEnv",
+                  f"+callbacks.env.path={sweep.cwd}/env_${{seed}}.json",
+                  "+callbacks.env.names=[STM_LAB_SETUP_MARK,STM_LAB_LAUNCH_MARK,SLURM_JOB_ID]"]
+    sweep.env["STM_LAB_LAUNCH_MARK"] = "from-launcher"
     proc = sweep.start()
-    wait_until(marker.exists, "job 3 to reach training step 2", proc)
+    wait_until((sweep.cwd / "paused_2").exists, "job 2 to reach training step 2", proc)
     (array,) = sweep.arrays()
-    slurm(env, "scancel", f"{array}_3")
-    code, err = finish(proc)
-    # The launcher collects every job, then reports the one that did not complete.
-    assert code != 0 and "the run exited with code 143" in err, err[-3000:]
-    stopped = sweep.summary(3)
-    assert stopped["status"] == "interrupted" and stopped["reason"] == "received SIGTERM"
-    assert global_step(stopped["last_checkpoint"]) == 2
-    first = {job: sweep.summary(job) for job in range(3)}
-    assert all(s["status"] == "completed" for s in first.values())
-
-    # ONE array of 4 tasks, each a SLURM job of its own.
-    script = (sweep.dir / ".submitit" / array / f"{array}_submission.sh").read_text()
-    assert "#SBATCH --array=0-3" in script
-    records = finished_jobs(env, array, 4)
-    assert sorted(int(r["ArrayTaskId"]) for r in records) == [0, 1, 2, 3]
-    assert {r["ArrayJobId"] for r in records} == {array} and len({r["JobId"] for r in records}) == 4
-    states = {int(r["ArrayTaskId"]): r["JobState"] for r in records}
-    assert states[3] in ("CANCELLED", "FAILED") and {states[t] for t in range(3)} == {"COMPLETED"}
-
-    # Setup and environment: the job's config, resolved inside the job, saw both variables; its
-    # log has the setup's output; srun ran the launching Python, with the same libraries.
-    assert first[0]["config"]["tags"] == ["from-setup", "from-launcher"]
-    assert "setup lines ran" in sweep.log(f"{array}_0")
-    assert f"{sys.executable} -u -m submitit.core._submit" in script.split("srun --unbuffered", 1)[1]
-    assert first[0]["versions"] == library_versions()
-
-    r = sweep.run("skip_completed=true")
-    assert r.returncode == 0, r.stderr[-3000:]
-    for job in range(3):  # skipped: the summaries are untouched
-        assert sweep.summary(job) == first[job]
-    done = sweep.summary(3)
-    assert done["status"] == "completed" and done["resumed_from"] == stopped["last_checkpoint"]
-    arrays = sweep.arrays()
-    assert len(arrays) == 2 and "resuming the interrupted run" in sweep.log(f"{arrays[1]}_3")
-    assert "already completed; skipped" in sweep.log(f"{arrays[1]}_0")
-
-    # Each job its own W&B offline run; the resumed job logged to the run it started.
-    for job in range(4):
-        run_id = (sweep.dir / str(job) / "wandb_id").read_text().strip()
-        runs = list((sweep.dir / str(job) / "wandb").glob("offline-run-*"))
-        assert runs and all(p.name.endswith(run_id) for p in runs)
-        assert len(runs) == (2 if job == 3 else 1)
-    assert stopped["wandb"]["id"] == done["wandb"]["id"]
-
-    out = tmp_path / "compare"
-    assert compare_main([str(sweep.dir), "--over", "none", "--out", str(out)]) == 0
-    with open(out / "runs.csv") as f:
-        runs = list(csv.DictReader(f))
-    assert len(runs) == 4 and {r["status"] for r in runs} == {"completed"}
+    slurm(sweep.env, "scancel", f"{array}_2")
+    wait_until((sweep.cwd / "paused_3").exists, "job 3 to reach training step 2", proc)
+    limited = f"{array}_3"
+    elapsed = seconds(job_info(sweep.env, limited)["RunTime"])
+    # The new limit falls 60-120 s from now, so the warning is due at once.
+    slurm(sweep.env, "scontrol", "update", f"JobId={limited}", f"TimeLimit={elapsed // 60 + 2}")
+    warned = wait_until(lambda: (s := sweep.summary(3))["status"] == "interrupted" and s, "the warning", proc)
+    slurm(sweep.env, "scontrol", "update", f"JobId={limited}", "TimeLimit=5")
+    seen = {"array": array, "warned": warned, "warned_step": global_step(warned["last_checkpoint"])}
+    seen["code"], seen["output"] = finish(proc)
+    cancelled = sweep.summary(2)
+    seen.update(cancelled=cancelled, cancelled_step=global_step(cancelled["last_checkpoint"]),
+                first={job: sweep.summary(job) for job in range(4)},
+                restarts=job_info(sweep.env, limited)["Restarts"],
+                records=finished_jobs(sweep.env, array, 5))  # 4 ends, and job 3's requeue
+    seen["rerun"] = sweep.run("skip_completed=true")
+    return seen
 
 
-def test_optuna_search_runs_trials_as_slurm_jobs_and_resumes_after_the_launcher_is_killed(sweeps, tmp_path):
-    """hparams_search=copy_optuna, 6 trials in batches of 2, each batch one array. The launching
-    process is killed (SIGKILL) once the second batch is submitted; that batch is cancelled, as
-    a user would. The same command resumes: the 2 finished trials stay as they were, the 2 cut
-    short run again, 2 more complete the 6."""
-    sweep = sweeps(tmp_path, "hparams_search=copy_optuna", "hydra.sweeper.n_trials=6",
-                   "hydra.sweeper.n_jobs=2", "cell=choice(rnn,gru)", "hydra/sweeper/sampler=random",
-                   *RUN, "logger=none")
+def play_search(sweep: Sweep, sweeps: dict[str, Sweep]) -> dict:
+    """hparams_search=copy_optuna, 6 trials in batches of 2. The launching process is killed
+    (SIGKILL) once the second batch is submitted, and that batch cancelled, as a user would;
+    then the same command again."""
+    sweep.cmd += ["hparams_search=copy_optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
+                  "cell=choice(rnn,gru)", "hydra/sweeper/sampler=random", *RUN, "logger=none"]
     proc = sweep.start()
     wait_until(lambda: len(sweep.arrays()) >= 2, "the second batch", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    second = sweep.arrays()[1]
-    slurm(sweep.env, "scancel", second)
-    first_rows = read_trials(sweep.dir)
-    assert [(r["number"], r["state"]) for r in first_rows] == [("0", "COMPLETE"), ("1", "COMPLETE")]
-    started = {n: sweep.summary(n)["started"] for n in (0, 1)}
+    cut = sweep.arrays()[1]
+    slurm(sweep.env, "scancel", cut)
+    seen = {"cut": cut, "rows": read_trials(sweep.dir),
+            "started": {n: sweep.summary(n)["started"] for n in (0, 1)}}
+    seen["rerun"] = sweep.run()
+    return seen
 
-    r = sweep.run()
-    assert r.returncode == 0, r.stderr[-3000:]
+
+def play_ddp(sweep: Sweep, sweeps: dict[str, Sweep]) -> dict:
+    """trainer=ddp with strategy ddp on 2 tasks: srun starts both ranks (gloo on the CPU). It
+    takes the whole node, so it queues behind the search's first batch (the longest story)."""
+    wait_until(sweeps["search"].arrays, "the search's first batch")
+    sweep.cmd += ["seed=0", *RUN, "logger=wandb", "trainer=ddp", "trainer.strategy=ddp",
+                  "trainer.accelerator=cpu", "trainer.devices=2", "hydra.launcher.tasks_per_node=2"]
+    return {"run": sweep.run()}
+
+
+def read_trials(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+SCENARIOS = {"search": play_search, "grid": play_grid, "ddp": play_ddp}
+
+
+@pytest.fixture(scope="module")
+def runs(env, tmp_path_factory):
+    """Start every scenario at once; ``runs[name]`` waits for one and returns what it saw (or
+    raises what went wrong). At the end, whatever a scenario left in the queue is cancelled."""
+    sweeps = {name: Sweep(tmp_path_factory.mktemp(name), env) for name in SCENARIOS}
+    pool = ThreadPoolExecutor(max_workers=len(SCENARIOS))
+    futures = {name: pool.submit(play, sweeps[name], sweeps) for name, play in SCENARIOS.items()}
+
+    class Runs(dict):
+        def __missing__(self, name: str) -> tuple[Sweep, dict]:
+            self[name] = (sweeps[name], futures[name].result())
+            return self[name]
+
+    try:
+        yield Runs()
+    finally:
+        pool.shutdown(wait=True)
+        # A job whose result is in may still be exiting: give it a moment to leave the queue.
+        deadline = time.monotonic() + 30
+        while any(s.queued() for s in sweeps.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for s in sweeps.values():
+            s.cancel()
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_grid_sweep_is_one_job_array_each_job_with_summary_and_wandb_run(runs):
+    sweep, seen = runs["grid"]
+    array = seen["array"]
+    script = (sweep.dir / ".submitit" / array / f"{array}_submission.sh").read_text()
+    assert "#SBATCH --array=0-3" in script
+    # slurmctld's records: 4 jobs of their own, tasks 0-3 of ONE array.
+    tasks = {int(r["ArrayTaskId"]): r["JobId"] for r in seen["records"]}
+    assert sorted(tasks) == [0, 1, 2, 3] and len(set(tasks.values())) == 4
+    assert {r["ArrayJobId"] for r in seen["records"]} == {array}
+    assert all(seen["first"][job]["status"] == "completed" for job in (0, 1, 3))
+
+    assert seen["rerun"].returncode == 0, seen["rerun"].stderr[-3000:]
+    for job in range(4):
+        summary = sweep.summary(job)
+        assert summary["status"] == "completed"
+        run_id = (sweep.dir / str(job) / "wandb_id").read_text().strip()
+        assert summary["wandb"]["id"] == run_id and summary["wandb"]["mode"] == "offline"
+        runs_dirs = list((sweep.dir / str(job) / "wandb").glob("offline-run-*"))
+        assert runs_dirs and all(p.name.endswith(run_id) for p in runs_dirs)
+        # A stopped job resumed into the W&B run it started: one run, two offline logs of it.
+        assert len(runs_dirs) == (2 if job in (2, 3) else 1)
+
+    out = sweep.cwd / "compare"
+    assert compare_main([str(sweep.dir), "--over", "none", "--out", str(out)]) == 0
+    with open(out / "runs.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 and {r["status"] for r in table} == {"completed"}
+
+
+def test_scancel_leaves_an_interrupted_run_and_skip_completed_finishes_only_it(runs):
+    """SIGTERM from scancel: the run stops at a batch boundary with last.ckpt; the launcher
+    collects the other jobs and reports this one. skip_completed=true then submits the missing
+    job alone, which resumes from the checkpoint into the same W&B run."""
+    sweep, seen = runs["grid"]
+    assert seen["code"] != 0 and "the run exited with code 143" in seen["output"], seen["output"][-3000:]
+    cancelled = seen["cancelled"]
+    assert cancelled["status"] == "interrupted" and cancelled["reason"] == "received SIGTERM"
+    assert seen["cancelled_step"] == 2
+    assert [r["JobState"] for r in seen["records"] if r["ArrayTaskId"] == "2"] == ["CANCELLED"]
+
+    rerun = seen["rerun"]
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "skip_completed: jobs [0, 1, 3] already completed" in rerun.stdout + rerun.stderr
+    for job in (0, 1, 3):  # not submitted: the summaries are untouched
+        assert sweep.summary(job) == seen["first"][job]
+    arrays = sweep.arrays()
+    assert len(arrays) == 2
+    resumed = arrays[1]  # the missing job alone: a plain job, under its own number
+    assert "#SBATCH --array" not in (sweep.dir / ".submitit" / resumed / f"{resumed}_submission.sh").read_text()
+    assert "resuming the interrupted run" in sweep.log(resumed)
+    done = sweep.summary(2)
+    assert done["status"] == "completed" and done["resumed_from"] == cancelled["last_checkpoint"]
+    assert done["wandb"]["id"] == cancelled["wandb"]["id"]
+
+
+def test_time_limit_requeues_the_job_and_it_resumes_from_last_ckpt(runs):
+    """SLURM's warning before the limit stops the run at a batch boundary with last.ckpt; the
+    job is requeued (max_num_timeout=1) and the restarted job resumes from that checkpoint,
+    all within the first command."""
+    sweep, seen = runs["grid"]
+    warned = seen["warned"]
+    assert warned["reason"] == "received SIGUSR2" and seen["warned_step"] == 2
+    assert seen["restarts"] == "1"
+    # slurmctld's records of job 3: requeued (back to PENDING), then completed.
+    assert [r["JobState"] for r in seen["records"] if r["ArrayTaskId"] == "3"] == ["PENDING", "COMPLETED"]
+    done = seen["first"][3]
+    assert done["status"] == "completed" and done["resumed_from"] == warned["last_checkpoint"]
+    assert done["wandb"]["id"] == warned["wandb"]["id"]
+    log = sweep.log(f"{seen['array']}_3")
+    assert "Requeued job" in log and "resuming the interrupted run" in log
+
+
+def test_setup_lines_and_the_launching_environment_reach_the_jobs(runs):
+    sweep, seen = runs["grid"]
+    # Written inside each job: the variable the setup lines exported, the one set where the sweep
+    # was launched, and SLURM's own; the interpreter is this one (this virtual environment's).
+    for seed in range(4):
+        inside = json.loads((sweep.cwd / f"env_{seed}.json").read_text())
+        assert inside["executable"] == sys.executable
+        assert inside["env"].pop("SLURM_JOB_ID")
+        assert inside["env"] == {"STM_LAB_SETUP_MARK": "from-setup", "STM_LAB_LAUNCH_MARK": "from-launcher"}
+    assert "setup lines ran" in sweep.log(f"{seen['array']}_0")
+    assert seen["first"][0]["versions"] == library_versions()  # the same libraries
+
+
+def test_optuna_search_runs_trials_as_slurm_jobs_and_resumes_after_the_launcher_is_killed(runs):
+    """The same command after the kill: the 2 finished trials stay as they were, the 2 cut
+    short run again, 2 more complete the 6."""
+    sweep, seen = runs["search"]
+    assert [(r["number"], r["state"]) for r in seen["rows"]] == [("0", "COMPLETE"), ("1", "COMPLETE")]
+    assert seen["rerun"].returncode == 0, seen["rerun"].stderr[-3000:]
     rows = read_trials(sweep.dir)
     states = [r["state"] for r in rows]
     assert states.count("COMPLETE") == 6 and states.count("INTERRUPTED") == 2, states
     assert {r["number"] for r in rows if r["state"] == "INTERRUPTED"} == {"2", "3"}
-    assert rows[:2] == first_rows  # not redone
-    assert {n: sweep.summary(n)["started"] for n in (0, 1)} == started
+    assert rows[:2] == seen["rows"]  # not redone
+    assert {n: sweep.summary(n)["started"] for n in (0, 1)} == seen["started"]
     for row in rows:
         if row["state"] == "COMPLETE":
             summary = read_summary(row["job_dir"])
@@ -307,70 +412,23 @@ def test_optuna_search_runs_trials_as_slurm_jobs_and_resumes_after_the_launcher_
 
     # Every batch was an array of 2 SLURM jobs: 1 before the kill, the cut one, 2 after.
     arrays = sweep.arrays()
-    assert len(arrays) == 4 and arrays[1] == second
+    assert len(arrays) == 4 and arrays[1] == seen["cut"]
     for array in arrays:
         script = (sweep.dir / ".submitit" / array / f"{array}_submission.sh").read_text()
         assert "#SBATCH --array=0-1" in script
     for array in (arrays[0], *arrays[2:]):
         records = finished_jobs(sweep.env, array, 2)
         assert sorted(r["ArrayTaskId"] for r in records) == ["0", "1"]
-        assert {r["JobState"] for r in records} == {"COMPLETED"}
 
 
-def read_trials(sweep_dir: Path) -> list[dict[str, str]]:
-    with open(sweep_dir / "trials.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def test_time_limit_requeues_the_job_and_it_resumes_from_last_ckpt(sweeps, env, tmp_path):
-    """A job reaches its time limit mid-training. SLURM sends the warning submitit asked for
-    (USR2, signal_delay_s before the limit); the run stops at the batch boundary with last.ckpt,
-    the job is requeued (max_num_timeout=1) and the restarted job resumes from that checkpoint.
-
-    The limit is real and enforced by SLURM; the test only chooses when it falls: once the run
-    is in training, it lowers the job's limit (``scontrol update TimeLimit``) so that SLURM's
-    next time-limit check (every 30 s) sends the warning, and raises it back for the restart."""
-    marker = tmp_path / "paused"
-    sweep = sweeps(tmp_path, "seed=0", *RUN, "logger=none", *pause(0, 2, marker),
-                   "hydra.launcher.max_num_timeout=1", "hydra.launcher.signal_delay_s=90")
-    proc = sweep.start()
-    wait_until(marker.exists, "training step 2", proc)
-    (job,) = sweep.arrays()  # a sweep of one job: a plain job, not an array
-    elapsed = seconds(job_info(env, job)["RunTime"])
-    # The new limit falls 60-120 s from now; the warning, 90 s before it, is already due.
-    slurm(env, "scontrol", "update", f"JobId={job}", f"TimeLimit={elapsed // 60 + 2}")
-    stopped = wait_until(lambda: (s := sweep.summary(0))["status"] == "interrupted" and s, "the warning", proc)
-    slurm(env, "scontrol", "update", f"JobId={job}", "TimeLimit=5")
-    assert stopped["reason"] == "received SIGUSR2" and global_step(stopped["last_checkpoint"]) == 2
-
-    code, err = finish(proc)
-    assert code == 0, err[-3000:]
-    done = sweep.summary(0)
-    assert done["status"] == "completed" and done["resumed_from"] == stopped["last_checkpoint"]
-    assert job_info(env, job)["Restarts"] == "1"
-    log = sweep.log(job)
-    assert "Requeued job" in log and "resuming the interrupted run" in log
-
-
-def seconds(runtime: str) -> int:
-    """SLURM's [D-]HH:MM:SS."""
-    days, _, hms = runtime.rpartition("-")
-    h, m, s = (int(x) for x in hms.split(":"))
-    return int(days or 0) * 86400 + h * 3600 + m * 60 + s
-
-
-def test_ddp_on_slurm_two_ranks_from_srun_and_only_rank_zero_records(sweeps, tmp_path):
-    """trainer=ddp with strategy ddp and 2 tasks per node: srun starts both ranks (gloo on the
-    CPU); only global rank 0 writes summary.json and the W&B run."""
-    sweep = sweeps(tmp_path, "seed=0", *RUN, "logger=wandb", "trainer=ddp", "trainer.strategy=ddp",
-                   "trainer.accelerator=cpu", "trainer.devices=2", "hydra.launcher.tasks_per_node=2")
-    r = sweep.run()
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_ddp_on_slurm_runs_two_ranks_from_srun_and_only_rank_zero_records(runs):
+    sweep, seen = runs["ddp"]
+    assert seen["run"].returncode == 0, seen["run"].stderr[-3000:]
     (job,) = sweep.arrays()
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in sweep.log(job, task=1)
     summary = sweep.summary(0)
     assert summary["status"] == "completed", summary.get("reason")
     assert summary["config"]["trainer"]["strategy"] == "ddp" and summary["config"]["trainer"]["devices"] == 2
     assert math.isfinite(summary["metrics"]["test/acc"])
-    runs = list((sweep.dir / "0" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and summary["wandb"]["id"] == (sweep.dir / "0" / "wandb_id").read_text().strip()
+    runs_dirs = list((sweep.dir / "0" / "wandb").glob("offline-run-*"))
+    assert len(runs_dirs) == 1 and summary["wandb"]["id"] == (sweep.dir / "0" / "wandb_id").read_text().strip()
