@@ -1,10 +1,10 @@
-"""hydra-submitit-launcher's SLURM launcher, with two things a stm_lab run needs on a cluster.
+"""hydra-submitit-launcher's SLURM launcher, with what a stm_lab run needs on a cluster.
 
 1. **Time limit → checkpoint → requeue → resume.** submitit asks SLURM for a warning signal
    (``--signal=USR2@signal_delay_s``) before the time limit; its own handler requeues the job
-   (``scontrol requeue``, at most ``max_num_timeout`` times) and exits on the spot, which in the
-   middle of training loses the epoch under way and leaves the run marked failed, so the
-   requeued job started over. Here the warning stops the run the way SIGTERM does
+   (``scontrol requeue``, at most ``max_num_timeout`` times) and exits on the spot. In the
+   middle of training that exit leaves the run marked failed, so the requeued job started
+   over from scratch. Here the warning stops the run the way SIGTERM does
    (``stm_lab.guards.StopOnSignal``): at the next batch boundary, with ``last.ckpt`` saved and
    the summary marked ``interrupted``; only then is submitit's requeue called. The requeued
    job runs the same overrides in the same folder, where ``stm_lab.resume`` continues from
