@@ -28,16 +28,30 @@ stop() {  # stop PIDFILE NAME: SIGTERM, then SIGKILL after 10 s
     echo "killed $2 ($pid)"
 }
 
-# Jobs first: their step daemons (slurmstepd) and everything under them, so no job outlives
-# the cluster. slurmstepd re-parents to init, so it is found by its job's spool folder.
-if [[ -d $DIR ]]; then
-    for pid in $(pgrep -x slurmstepd 2>/dev/null); do
-        if as_root grep -qs "$DIR" "/proc/$pid/environ" "/proc/$pid/cmdline" \
-            || [[ $(as_root readlink "/proc/$pid/cwd" 2>/dev/null) == "$DIR"* ]]; then
-            as_root pkill -KILL -P "$pid" 2>/dev/null
-            as_root kill -KILL "$pid" 2>/dev/null && echo "killed slurmstepd ($pid)"
-        fi
+descendants() {  # descendants PID: every process below PID, deepest first
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do
+        descendants "$child"
+        echo "$child"
     done
+}
+
+# Jobs first: their step daemons (slurmstepd) and every process below them, so no job outlives
+# the cluster. slurmstepd re-parents to init; ours carry this cluster's SLURM_CONF (from slurmd).
+if [[ -d $DIR ]]; then
+    steps=()
+    for pid in $(pgrep -x slurmstepd 2>/dev/null); do
+        as_root grep -qs "$DIR" "/proc/$pid/environ" && steps+=("$pid")
+    done
+    # The whole tree is listed before anything is killed: an orphan would re-parent to init.
+    victims=()
+    for pid in "${steps[@]}"; do
+        victims+=($(descendants "$pid") "$pid")
+    done
+    for pid in "${victims[@]}"; do
+        as_root kill -KILL "$pid" 2>/dev/null
+    done
+    ((${#steps[@]})) && echo "killed ${#steps[@]} job step(s): ${#victims[@]} processes"
 fi
 stop "$DIR/slurmd.pid" slurmd
 stop "$DIR/slurmctld.pid" slurmctld
