@@ -127,14 +127,16 @@ class Sweep:
         self.name = f"stm_lab_test_{uuid.uuid4().hex[:8]}"
         self.cmd = [sys.executable, "-m", "stm_lab", "-m", *SLURM, f"hydra.launcher.name={self.name}",
                     f"hydra.sweep.dir={self.dir}", *args]
+        self.procs: list[subprocess.Popen] = []
 
     def run(self, *extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([*self.cmd, *extra], cwd=self.cwd, env=self.env, capture_output=True,
                               text=True, timeout=WAIT)
 
     def start(self) -> subprocess.Popen:
-        return subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        self.procs.append(subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True))
+        return self.procs[-1]
 
     def arrays(self) -> list[str]:
         """The SLURM job ids submitted so far (one per array), oldest first."""
@@ -155,6 +157,9 @@ class Sweep:
         return bool(out.strip())
 
     def cancel(self) -> None:
+        """Stop what is left: a launching process a failed scenario did not wait for, its jobs."""
+        for proc in self.procs:
+            proc.kill()
         subprocess.run(["scancel", "--name", self.name], env=self.env, capture_output=True, timeout=60)
 
 
