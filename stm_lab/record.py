@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from stm_lab.config import cell_name
@@ -67,6 +68,9 @@ class RunRecord:
             "config": self.config,
         }
         self.stop = StopOnSignal(self.checkpoint_dir)
+        # Where the launcher starts one process per device (srun on SLURM, Lightning's `ddp`),
+        # every rank runs the job: only global rank 0 writes the record and the loggers' runs.
+        self.lead = rank_zero_only.rank == 0
         self.trainer: Any = None
         self.loggers: list = []
         self.summary: dict[str, Any] | None = None
@@ -89,7 +93,8 @@ class RunRecord:
         self._fields.update(fields)
         summary = {**self.base, "status": status, **self._fields,
                    "wall_time_s": round(time.perf_counter() - self.t0, 3)}
-        write_json_atomic(self.out_dir / self.record_file, summary)
+        if self.lead:
+            write_json_atomic(self.out_dir / self.record_file, summary)
         self.summary = summary
         return summary
 
@@ -130,7 +135,8 @@ class RunRecord:
                 return False  # the caller reports it: exit code 2, or NaN in a multirun
             if isinstance(exc, Exception):  # NaN loss or any failure during fit/test
                 trace = self.out_dir / TRACEBACK
-                trace.write_text("".join(traceback.format_exception(exc_type, exc, tb)))
+                if self.lead:
+                    trace.write_text("".join(traceback.format_exception(exc_type, exc, tb)))
                 reason = str(exc) if isinstance(exc, DivergenceError) else f"{type(exc).__name__}: {exc}"
                 self.write("failed", reason=reason, traceback=str(trace), metrics=self._partial(),
                            last_checkpoint=self._last_checkpoint(), wandb=self._wandb())

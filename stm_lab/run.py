@@ -38,7 +38,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.running(resumed_from=ckpt_path)
         spec, model, trainer, datamodule = parts.spec, parts.model, parts.trainer, parts.datamodule
         record.attach(trainer=trainer)
-        loggers = build_loggers(cfg)
+        loggers = build_loggers(cfg) if record.lead else []  # one W&B run, from rank 0
         record.attach(loggers=loggers)
         trainer.loggers = loggers
         log_config(loggers, record.config, spec)
