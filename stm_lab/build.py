@@ -134,8 +134,10 @@ def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None =
         # In place: the state dict keeps its keys, so checkpoints stay interchangeable.
         core.compile()
     head = build_head(cfg.head, core.hidden_size, spec)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return MemoryModel(spec, encoder, core, head, instantiate(cfg.optimizer), scheduler, config=config,
+    # Resolved first: a factory called later (configure_optimizers) has no root to resolve
+    # interpolations such as ${trainer.max_epochs} against.
+    scheduler = instantiate(_plain(cfg.scheduler)) if cfg.get("scheduler") else None
+    return MemoryModel(spec, encoder, core, head, instantiate(_plain(cfg.optimizer)), scheduler, config=config,
                        artifacts=artifacts)
 
 
