@@ -9,6 +9,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from stm_lab.errors import ConfigError
+from stm_lab.identity import register_resolver
+
+register_resolver()  # ${stm_lab.job_dir:...}: grid-sweep job folders (conf/hydra/default.yaml)
 
 
 def conf_dir() -> Path:

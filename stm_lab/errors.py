@@ -38,3 +38,8 @@ class Interrupted(BaseException):
 
         self.signum = signum
         super().__init__(f"received {signal.Signals(signum).name}")
+
+
+class RunFolderError(ValueError):
+    """A run's folder cannot be used: another live process holds it, or it holds a completed run
+    of another config. Raised before anything is written there (exit code 2, NaN in a multirun)."""

@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 from stm_lab.baselines import baseline_scores, floors
 from stm_lab.build import build
 from stm_lab.config import check_root, conf_dir
-from stm_lab.errors import ConfigError, DataError
+from stm_lab.errors import ConfigError, DataError, RunFolderError
 from stm_lab.guards import DivergenceGuard
 from stm_lab.loggers import build_loggers, log_config, log_curves, log_references, wandb_run_info
 from stm_lab.record import RunRecord, scalars
-from stm_lab.resume import resume_checkpoint
+from stm_lab.resume import check_fits, explicit_checkpoint
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -34,7 +34,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_root(cfg)  # the seed itself is checked before anything is seeded with it
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         parts = build(cfg, callbacks=[DivergenceGuard(), record.stop], config=record.config)
-        ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), record.previous, record.config, record.checkpoint_dir)
+        ckpt_path = record.resume_from
+        if cfg.get("ckpt_path") is not None:  # explicit: readable, and fits this model
+            ckpt_path = explicit_checkpoint(str(cfg.ckpt_path), record.checkpoint_dir)
+            check_fits(ckpt_path, parts.model, record.config)
         record.running(resumed_from=ckpt_path)
         spec, model, trainer, datamodule = parts.spec, parts.model, parts.trainer, parts.datamodule
         record.attach(trainer=trainer)
@@ -106,11 +109,12 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
 
 def run_job(cfg: DictConfig) -> float | None:
     """One job. Exit codes of a single run: 0 completed, 1 failed at run time, 2 config or data
-    error, 128+signal interrupted. In a multirun a failed job (config and data errors included)
+    error or a run folder that cannot be used (locked, or holding another config's completed
+    run), 128+signal interrupted. In a multirun a failed job (config and data errors included)
     returns NaN, so the other jobs and any sweeper go on; an interrupt stops the sweep."""
     try:
         summary = train(cfg)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, RunFolderError) as e:
         print(f"stm_lab: {e}", file=sys.stderr)
         if in_multirun():
             return float("nan")

@@ -326,10 +326,15 @@ def resolve_objective(config: Any, metric: str, direction: str) -> tuple[str, st
     return metric, direction
 
 
+# Each trial's folder is its number (whatever hydra.sweep.subdir says for grid sweeps): the runs
+# find their trial by job number, and trials.csv points at <sweep dir>/<number>.
+TRIAL_SUBDIR = "hydra.sweep.subdir=${hydra.job.num}"
+
+
 def launch(sweeper: OptunaSweeper, study: optuna.Study, trials: list[optuna.Trial],
            batch: list[list[str]], first_job: int) -> list[JobReturn]:
     try:
-        return list(sweeper.launcher.launch(batch, initial_job_idx=first_job))
+        return list(sweeper.launcher.launch([[*b, TRIAL_SUBDIR] for b in batch], initial_job_idx=first_job))
     except SystemExit as e:
         # Jobs' exits are turned into exceptions (sweeper.exit_as_failure); one that still
         # reaches here ended a launcher: the whole batch is lost, the search goes on.
