@@ -49,6 +49,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = scalars(trainer.callback_metrics)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        metrics.update(validation_after_resume(trainer, model, datamodule, metrics, best or ckpt_path))
         for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
             metrics.update(scalars(result))
         baselines = baseline_scores(datamodule)
@@ -61,6 +62,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             curves=model.curves, best_checkpoint=best or None, resumed_from=ckpt_path,
             wandb=wandb_run_info(loggers))
     return record.summary
+
+
+def validation_after_resume(trainer: pl.Trainer, model: Any, datamodule: Any, metrics: dict[str, float],
+                            ckpt_path: str | None) -> dict[str, float]:
+    """What a resumed run measured on validation, over all its epochs.
+
+    A run resumed with nothing left to train (killed after its last checkpoint) validates no
+    epoch in this session: its best checkpoint is validated now, so its summary and a sweeper
+    still get ``val/<headline>_best``. A run resumed mid-way restarts the running best at the
+    resume; the best value the checkpoint callback carried across the interruption counts too.
+    """
+    best_key, found = model.selection.best, {}
+    if best_key not in metrics and not trainer.sanity_checking:
+        for result in trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
+            found.update(scalars(result))
+    callback = trainer.checkpoint_callback
+    score = getattr(callback, "best_model_score", None)
+    if score is not None and getattr(callback, "monitor", None) == model.selection.monitor:
+        current = found.get(best_key, metrics.get(best_key))
+        better = max if model.selection.mode == "max" else min
+        found[best_key] = float(score) if current is None else better(float(score), current)
+    return found
 
 
 def print_report(summary: dict[str, Any]) -> None:
