@@ -19,6 +19,7 @@ from stm_lab.guards import DivergenceGuard
 from stm_lab.loggers import build_loggers, log_config, log_curves, log_references, wandb_run_info
 from stm_lab.record import RunRecord, scalars
 from stm_lab.resume import check_fits, explicit_checkpoint
+from stm_lab.validation import locate
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return record.summary
         check_root(cfg)  # the seed itself is checked before anything is seeded with it
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        parts = build(cfg, callbacks=[DivergenceGuard(), record.stop], config=record.config)
+        parts = build(cfg, callbacks=[*always_guarded(cfg), record.stop], config=record.config)
         ckpt_path = record.resume_from
         if cfg.get("ckpt_path") is not None:  # explicit: readable, and fits this model
             ckpt_path = explicit_checkpoint(str(cfg.ckpt_path), record.checkpoint_dir)
@@ -62,6 +63,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             curves=model.curves, best_checkpoint=best or None, resumed_from=ckpt_path,
             wandb=wandb_run_info(loggers))
     return record.summary
+
+
+def always_guarded(cfg: DictConfig) -> list[DivergenceGuard]:
+    """A guard against NaN/Inf losses and weights, unless the config already has a divergence
+    guard (``callbacks.divergence``, which also watches for a finite loss that explodes): the
+    non-finite checks are never left out, even with ``callbacks=...`` of one's own."""
+    for node in (cfg.get("callbacks") or {}).values():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if target and isinstance(cls := locate("callbacks._target_", target), type) and issubclass(cls, DivergenceGuard):
+            return []
+    return [DivergenceGuard()]
 
 
 def validation_after_resume(trainer: pl.Trainer, model: Any, datamodule: Any, metrics: dict[str, float],
