@@ -56,3 +56,37 @@ def test_an_entry_missing_its_files_is_regenerated(tmp_path, capsys):
     (entry / "state.json").unlink()
     assert len(materialise(copy, "test", 16, 0, tmp_path)) == 16
     assert str(entry) in capsys.readouterr().err
+
+
+def test_two_tasks_with_the_same_parameters_never_share_an_entry(tmp_path):
+    """The cache key holds the task's registered name and class, not only its parameters."""
+    from dataclasses import dataclass
+
+    from stm_lab.data.cache import cache_key
+    from stm_lab.tasks import TASKS, Task
+    from stm_lab.tasks.spec import task_field
+
+    @dataclass(frozen=True)
+    class Ones(Task):
+        length: int = task_field("sequence length")
+
+        def generate(self, n, rng):
+            x = np.ones((n, self.length), dtype=np.int64)
+            return {"x": x, "y": x.copy(), "mask": np.ones_like(x, dtype=bool)}
+
+    @dataclass(frozen=True)
+    class Zeros(Ones):
+        def generate(self, n, rng):
+            x = np.zeros((n, self.length), dtype=np.int64)
+            return {"x": x, "y": x.copy(), "mask": np.ones_like(x, dtype=bool)}
+
+    TASKS.register("ones_for_cache")(Ones)
+    TASKS.register("zeros_for_cache")(Zeros)
+    try:
+        ones, zeros = Ones(length=3), Zeros(length=3)
+        assert ones.params() == zeros.params() and cache_key(ones, "train", 4, 0) != cache_key(zeros, "train", 4, 0)
+        assert np.sum(materialise(ones, "train", 4, 0, tmp_path)[:]["x"]) == 12
+        assert np.sum(materialise(zeros, "train", 4, 0, tmp_path)[:]["x"]) == 0
+    finally:
+        TASKS.unregister("ones_for_cache")
+        TASKS.unregister("zeros_for_cache")

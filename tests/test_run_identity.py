@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 from test_reliability import run_cli
 
+from stm_lab.compare import find_summaries
 from stm_lab.errors import RunFolderError
 from stm_lab.identity import job_dirname, run_identity
 from stm_lab.run import run_job, train
@@ -113,6 +114,7 @@ def test_a_fresh_start_keeps_the_previous_run_aside_and_takes_a_new_wandb_id(mak
     assert (kept[0] / "wandb_id").read_text() == "abc123\n"
     assert (kept[0] / "checkpoints" / "epoch_000.ckpt").read_bytes() == b"old"
     assert not (out / "checkpoints" / "epoch_000.ckpt").exists()
+    assert find_summaries([out]) == [out / "summary.json"]  # compare never counts a run kept aside
 
 
 def test_rerun_of_a_sweep_with_one_more_seed_skips_the_done_ones_and_overwrites_nothing(tmp_path):
