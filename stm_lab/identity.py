@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +102,14 @@ def describe_diff(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) ->
 # ------------------------------------------------------------------ finding runs
 
 
-def summaries_under(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every readable summary.json at or below ``root`` (a run folder, or a sweep folder of them)."""
+def summaries_under(root: Path, wanted: Callable[[Path], bool] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every readable summary.json at or below ``root`` (a run folder, or a sweep folder of them)
+    that ``wanted`` (given the file) does not rule out."""
     for folder, dirs, files in os.walk(root):
         if SUMMARY in files:
             dirs[:] = []  # runs do not nest
+            if wanted is not None and not wanted(Path(folder) / SUMMARY):
+                continue
             try:
                 with open(Path(folder) / SUMMARY) as f:
                     summary = json.load(f)
@@ -118,6 +121,23 @@ def summaries_under(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
             dirs[:] = sorted(d for d in dirs if d not in NOT_RUNS)
 
 
+_HEAD_IDENTITY = re.compile(r'"identity": "([0-9a-f]+)"')
+
+
+def _may_match(summary_file: Path, identity: str) -> bool:
+    """From the first bytes of a summary (status and identity come first): False when it is
+    surely another run or not completed, so a sweep of thousands is not parsed in full."""
+    try:
+        with open(summary_file, "rb") as f:
+            head = f.read(400).decode("utf-8", "replace")
+    except OSError:
+        return False
+    found = _HEAD_IDENTITY.search(head)
+    if found is None:  # a summary from before identities were recorded: read it in full
+        return True
+    return found.group(1) == identity and '"status": "completed"' in head
+
+
 def find_completed(root: Path, identity: str, prefer: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
     """A completed run of this identity at or below ``root``; ``prefer`` (the job's own folder)
     is looked at first."""
@@ -125,7 +145,7 @@ def find_completed(root: Path, identity: str, prefer: Path | None = None) -> tup
     for place in places:
         if not place.is_dir():
             continue
-        for folder, summary in summaries_under(place):
+        for folder, summary in summaries_under(place, lambda path: _may_match(path, identity)):
             if summary.get("status") == "completed" and identity_of(summary) == identity:
                 return folder, summary
     return None

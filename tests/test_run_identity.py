@@ -86,8 +86,10 @@ def as_multirun(sweep: Path) -> None:
 
 def test_skip_completed_finds_the_run_in_any_folder_of_the_sweep(make_cfg, tmp_path):
     sweep = tmp_path / "sweep"
-    # A sweep made when job folders were numbered: seed 0 completed in folder 0.
-    first = train(make_cfg("trainer.max_epochs=0", subdir="sweep/0"))
+    # A sweep made when job folders were numbered and summaries had no identity: seed 0 in folder 0.
+    train(make_cfg("trainer.max_epochs=0", subdir="sweep/0"))
+    first = {k: v for k, v in read_summary(sweep / "0").items() if k != "identity"}
+    write_json_atomic(sweep / "0" / "summary.json", first)
     cfg = make_cfg("trainer.max_epochs=0", "skip_completed=true", subdir="sweep/seed=0")
     as_multirun(sweep)
     assert train(cfg) == first
