@@ -41,5 +41,7 @@ class Interrupted(BaseException):
 
 
 class RunFolderError(ValueError):
-    """A run's folder cannot be used: another live process holds it, or it holds a completed run
-    of another config. Raised before anything is written there (exit code 2, NaN in a multirun)."""
+    """A run's or a search's folder cannot be used as it is: another live process holds it, it
+    holds a completed run of another config, or a search's study cannot be read. Raised before
+    anything is written there (exit code 2; NaN for one job of a multirun). The message names
+    the folder or file and what to do."""

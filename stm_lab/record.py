@@ -13,13 +13,16 @@ On the way in, before anything is written, it takes the folder's lock
 (:class:`~stm_lab.runfolder.RunLock`) and decides what the folder's previous run means for
 this one, by identity (:mod:`stm_lab.identity`):
 
-    skip_completed and a completed run of this identity   skipped (this folder first, then
-      anywhere in the sweep folder)                       the whole sweep folder)
-    a completed run of another identity here               refused: RunFolderError, nothing written
-    an interrupted/running run of this identity here       resumed from its newest readable checkpoint
-    any other previous run here                            started afresh; that run's files are
-                                                           kept in replaced/<when>-<identity>/
-                                                           (and its W&B id with them: never reused)
+    skip_completed, and a completed run of this identity   skipped
+      here or anywhere in the sweep folder
+    a completed run of another identity here                refused: RunFolderError, nothing written
+    an interrupted/running run of this identity here        resumed from its newest readable checkpoint
+    ckpt_path given                                         continued from it (checked in the run)
+    any other previous run here                             started afresh; that run's files are
+                                                            kept in replaced/<when>-<identity>/
+                                                            (its W&B id with them: never reused)
+
+See docs/reliability.md for every case and its test.
 """
 
 from __future__ import annotations
