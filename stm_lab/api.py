@@ -17,6 +17,7 @@ from stm_lab.config import compose, conf_dir
 from stm_lab.data import MemoryDataModule
 from stm_lab.errors import DataError
 from stm_lab.model import MemoryModel
+from stm_lab.resume import why_unreadable
 from stm_lab.summary import SUMMARY
 from stm_lab.tasks import Task
 
@@ -84,10 +85,12 @@ def find_checkpoint(run_dir: Path, checkpoint: str, summary: dict[str, Any] | No
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents for applying the model (weights and stored config; no optimizer
+    state needed), or a DataError naming the file and what is wrong with it."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: say which, not how to unpickle it
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__})") from e
+        raise DataError(f"{path}: not a readable checkpoint: {why_unreadable(path, e)}") from None
     if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise DataError(f"{path}: not an stm_lab checkpoint (no stored config)")
     return ckpt

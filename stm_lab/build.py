@@ -25,6 +25,7 @@ from stm_lab.data import MemoryDataModule
 from stm_lab.errors import ConfigError
 from stm_lab.heads import Head
 from stm_lab.model import InputEncoder, MemoryModel, Selection
+from stm_lab.preflight import check_memory
 from stm_lab.tasks import TASKS, Task, TaskSpec
 from stm_lab.validation import (
     _optimizer_names,
@@ -169,7 +170,15 @@ def build_callbacks(cfg: DictConfig, selection: Selection | None) -> list[pl.Cal
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    check_target("trainer", _plain(cfg.trainer), skip=("logger", "callbacks"))
+    trainer = _plain(cfg.trainer)
+    check_target("trainer", trainer, skip=("logger", "callbacks"))
+    # Lightning reads max_epochs=-1 as "no limit": only with another bound does a run end.
+    epochs = trainer.get("max_epochs")
+    bounded = trainer.get("max_steps") not in (None, -1) or trainer.get("max_time") is not None \
+        or bool(trainer.get("fast_dev_run"))
+    if isinstance(epochs, int) and (epochs < -1 or (epochs == -1 and not bounded)):
+        raise ConfigError("trainer.max_epochs", epochs, "an integer >= 0 (-1, no limit, only with "
+                          "trainer.max_steps or trainer.max_time set)")
 
 
 def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
@@ -213,6 +222,7 @@ def build(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), config: dict[s
     check_trainer(cfg)
     check_loggers(cfg)
     spec = task.spec  # data read from files is loaded here, once
+    check_memory(cfg, task, spec)  # sizes that cannot fit: refused before any data or weight exists
     model = build_model(cfg, spec, config, task.artifacts())
     trainer = build_trainer(cfg, [*build_callbacks(cfg, model.selection), *callbacks])
     return Parts(task, datamodule, model, trainer)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from stm_lab.errors import ConfigError, DataError
 from stm_lab.metrics import metric_of
+from stm_lab.runfolder import REPLACED
 from stm_lab.summary import SUMMARY
 
 # Short names a user can type for the usual sweep axes.
@@ -69,7 +70,8 @@ def find_summaries(paths: Iterable[str | Path]) -> list[Path]:
         if p.is_file():
             found.append(p)
             continue
-        hits = sorted([*p.rglob(SUMMARY), *p.rglob(EVAL)])
+        # Not the runs a fresh start kept aside in <run>/replaced/ (stm_lab.record): superseded.
+        hits = sorted(h for h in [*p.rglob(SUMMARY), *p.rglob(EVAL)] if REPLACED not in h.relative_to(p).parts[:-1])
         if not hits:
             raise DataError(f"{p}: no {SUMMARY} or {EVAL} below this directory (is it a run, sweep or eval dir?)")
         found.extend(hits)

@@ -10,6 +10,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from stm_lab.errors import ConfigError
+from stm_lab.identity import register_resolver
+
+register_resolver()  # ${stm_lab.job_dir:...}: grid-sweep job folders (conf/hydra/default.yaml)
 
 
 def conf_dir() -> Path:

@@ -3,6 +3,10 @@
 The cache key is the task's own parameters plus split, size, seed and the
 generator's version, so a second run with the same settings loads instead of
 regenerating, and a changed parameter can never pick up stale data.
+
+The cache holds derived data only: an entry that cannot be loaded (a file cut short, a missing
+file) or that holds another number of rows than was written is deleted and generated again,
+with one line naming it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +28,9 @@ __all__ = ["SPLITS", "cache_key", "materialise", "split_rng"]
 
 
 # Bump when what is stored changes: entries written under another format are never read.
-CACHE_FORMAT = 2
+# 3: each entry records its row count (ENTRY_META).
+CACHE_FORMAT = 3
+ENTRY_META = "stm_lab_entry.json"
 
 
 def task_identity(task: Task) -> str:
@@ -72,14 +79,50 @@ def materialise(task: Task, split: str, n: int, seed: int, cache_dir: str | Path
         return datasets.Dataset.from_dict(arrays, features=_features(arrays))
     key = cache_key(task, split, n, seed, extra)
     path = Path(cache_dir).expanduser() / (task.name or type(task).__name__) / f"{split}-{key}"
-    if not path.exists():
-        arrays = make()
-        ds = datasets.Dataset.from_dict(arrays, features=_features(arrays))
-        # Parallel jobs may build the same split: write aside, then rename into place.
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    if path.exists():
+        ds, problem = _load_entry(path)
+        if ds is not None:
+            return ds
+        print(f"stm_lab: cache entry {path} could not be used ({problem}); deleted, regenerating it",
+              file=sys.stderr)
+        _remove(path)
+    arrays = make()
+    ds = datasets.Dataset.from_dict(arrays, features=_features(arrays))
+    # Parallel jobs may build the same split: write aside, then rename into place.
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
         ds.save_to_disk(str(tmp))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another job won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    return datasets.load_from_disk(str(path))
+        (tmp / ENTRY_META).write_text(json.dumps({"rows": len(ds), "format": CACHE_FORMAT}))
+        os.replace(tmp, path)
+    except OSError:  # another job won the race (its copy is identical), or the disk is full
+        shutil.rmtree(tmp, ignore_errors=True)
+    loaded, problem = _load_entry(path)
+    if loaded is None:  # not even a fresh entry reads back: serve the split from memory
+        print(f"stm_lab: cache entry {path} could not be written back ({problem}); using the split "
+              "in memory", file=sys.stderr)
+        return ds
+    return loaded
+
+
+def _load_entry(path: Path) -> tuple[datasets.Dataset | None, str]:
+    """The cached split and "", or None and what is wrong with the entry."""
+    try:
+        meta = json.loads((path / ENTRY_META).read_text())
+        ds = datasets.load_from_disk(str(path))
+        ds.data.table.validate()
+    except Exception as e:  # any reader error: a torn arrow file, a missing or garbled json...
+        text = str(e).strip().splitlines()
+        return None, f"{type(e).__name__}: {text[0][:160] if text else ''}".rstrip(": ")
+    if len(ds) != meta.get("rows"):
+        return None, f"{len(ds)} rows, expected {meta.get('rows')}"
+    return ds, ""
+
+
+def _remove(path: Path) -> None:
+    """Out of the way at once (a rename), then deleted."""
+    doomed = path.with_name(f"{path.name}.corrupt-{os.getpid()}")
+    try:
+        os.replace(path, doomed)
+    except OSError:  # another job got there first
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
