@@ -96,17 +96,16 @@ class SlurmLauncher(SubmititSlurmLauncher):
         return [job.results()[0] for job in array]
 
     def completed(self, overrides: list[str], num: int) -> JobReturn | None:
-        """The job's result, if its folder holds a completed run of the config it would run."""
-        from stm_lab.resume import is_completed, previous_summary
+        """The job's result, if the sweep folder holds a completed run of the config it would run
+        (found by the run's identity, as the job itself would: stm_lab.identity)."""
+        from stm_lab.identity import find_completed, run_identity
 
         assert self.config is not None and self.hydra_context is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(cfg.hydra.job):
             cfg.hydra.job.num = num
-        out_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-        previous = previous_summary(out_dir)
-        if not previous or previous.get("status") != "completed":
-            return None
+        sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+        out_dir = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         # The config as the job resolves it (Hydra's run_job): its folder, then the task part.
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
             cfg.hydra.runtime.output_dir = os.path.abspath(out_dir)
@@ -122,10 +121,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
             return None
         finally:
             HydraConfig.instance().cfg = before
-        if not is_completed(previous, config):
+        found = find_completed(sweep_dir, run_identity(config), prefer=out_dir)
+        if found is None:
             return None
         metric = task.get("optimized_metric")
-        value = previous.get("metrics", {}).get(metric, float("nan")) if metric else None
+        value = found[1].get("metrics", {}).get(metric, float("nan")) if metric else None
         return JobReturn(overrides=list(OmegaConf.to_container(cfg.hydra.overrides.task)), cfg=task,
                          hydra_cfg=cfg, working_dir=os.getcwd(), task_name=str(cfg.hydra.job.name),
                          status=JobStatus.COMPLETED, _return_value=value)
