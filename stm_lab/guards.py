@@ -39,8 +39,7 @@ class DivergenceGuard(Callback):
     A number sets the reference loss directly.
     """
 
-    def __init__(self, max_loss_ratio: float | None = None, patience: int = 1,
-                 reference: float | Literal["auto"] = "auto") -> None:
+    def __init__(self, max_loss_ratio: float | None, patience: int, reference: float | Literal["auto"]) -> None:
         if max_loss_ratio is not None and not max_loss_ratio > 1:
             raise ValueError(f"max_loss_ratio must be a number > 1, or null (got {max_loss_ratio})")
         if patience < 1:

@@ -73,7 +73,7 @@ def always_guarded(cfg: DictConfig) -> list[DivergenceGuard]:
         target = node.get("_target_") if isinstance(node, DictConfig) else None
         if target and isinstance(cls := locate("callbacks._target_", target), type) and issubclass(cls, DivergenceGuard):
             return []
-    return [DivergenceGuard()]
+    return [DivergenceGuard(max_loss_ratio=None, patience=1, reference="auto")]  # non-finite only
 
 
 def validation_after_resume(trainer: pl.Trainer, model: Any, datamodule: Any, metrics: dict[str, float],

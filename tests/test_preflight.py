@@ -58,9 +58,10 @@ def test_memory_estimate_counts_what_the_run_allocates(make_cfg):
     cfg = make_cfg("data.n_train=1000", "data.n_val=100", "data.n_test=100", "data.batch_size=10")
     task = build_task(cfg.data)
     items = dict((what, size) for what, size, _ in memory_needed(cfg, task, task.spec))
-    # 1200 sequences of 9 steps: int64 x and y, bool mask, twice over while made and cached.
-    assert items["the generated splits"] == 2 * 1200 * 9 * (8 + 8 + 1)
-    assert items["a batch of one-hot inputs"] == 10 * 9 * 6 * 4  # 4 symbols + blank + delimiter
+    # 1200 sequences of 11 steps (delay 3 + 2 x 4 symbols): int64 x and y, bool mask, twice over
+    # while made and cached.
+    assert items["the generated splits"] == 2 * 1200 * 11 * (8 + 8 + 1)
+    assert items["a batch of one-hot inputs"] == 10 * 11 * 6 * 4  # 4 symbols + blank + delimiter
     assert "a batch of one-hot inputs" not in {w for w, _, _ in memory_needed(
         make_cfg("embedding_dim=8"), task, task.spec)}
 

@@ -102,7 +102,7 @@ def test_a_new_task_is_validated_from_its_annotations():
     TASKS.register("toy_for_validation")(Toy)
     try:
         base = {"task": "toy_for_validation", "n_train": 8, "n_val": 8, "n_test": 8, "batch_size": 4,
-                "on_device": False, "mode": "recall", "rate": 0.5}
+                "on_device": False, "regime": "fixed", "mode": "recall", "rate": 0.5}
         assert build_task({**base, "mode": "recognise", "rate": 1}).rate == 1  # an int is a fine float
         with pytest.raises(ConfigError, match=r"'data.mode' has a bad value 'forget'; allowed: recall, recognise"):
             build_task({**base, "mode": "forget"})
