@@ -8,6 +8,7 @@ from stm_lab.tasks import (  # noqa: F401
     dms,
     memory_capacity,
     nback,
+    scan,
     seq_digits,
     serial_recall,
     text,
