@@ -4,6 +4,7 @@
 from stm_lab.tasks import (  # noqa: F401
     adding,
     associative_recall,
+    babi,
     copy,
     dms,
     memory_capacity,
