@@ -31,8 +31,11 @@ TINY_PARAMS = {
     "text": {"text_column": "text", "test_split": None, "val_fraction": 0.2, "test_fraction": 0.2},
     "scan": {"split": "add_jump"},
     "babi": {"qa": 2, "distractors": 1, "context_max": 2, "gap_max": 1},
+    # The text file's review -> label columns serve as a (tiny) paired-text set.
+    "pairs": {"source_column": "text", "target_column": "label", "test_split": None, "val_fraction": 0.2,
+              "test_fraction": 0.2},
 }
-FIXED_DATA = ("seq_digits", "text", "scan")  # real data or a fixed set: the run seed does not change it
+FIXED_DATA = ("seq_digits", "text", "scan", "pairs")  # real data or a fixed set: the run seed does not change it
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def text_file(tmp_path_factory) -> str:
 
 def make(name: str, text_file: str):
     params = dict(TINY_PARAMS[name])
-    if name == "text":
+    if name in ("text", "pairs"):
         params["data_files"] = text_file
     return build_task({"task": name, **params})
 

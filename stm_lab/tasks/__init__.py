@@ -9,6 +9,7 @@ from stm_lab.tasks import (  # noqa: F401
     dms,
     memory_capacity,
     nback,
+    pairs,
     scan,
     seq_digits,
     serial_recall,
