@@ -2,7 +2,8 @@
 target text. The sequence-to-sequence format of :mod:`stm_lab.tasks.seq2seq`.
 
 Sources, loaded exactly as the text task loads them (:mod:`stm_lab.tasks.text`): a Hugging Face
-hub name (``dataset: Helsinki-NLP/opus_books``; a network the first time, then the hub cache) or
+hub name (``dataset: Helsinki-NLP/opus_books``, ``dataset_config: de-en``; a network the first
+time, then the hub cache) or
 local CSV / TSV / JSON (lines) / Parquet files (``data_files: {train: a.tsv, test: b.tsv}``).
 ``source_column`` and ``target_column`` name the columns; a dotted name reads a field of a nested
 column, as hub translation sets store their pairs (``translation.de``, ``translation.en``).
@@ -68,6 +69,7 @@ class PairsTask(Seq2SeqTask):
     TGT_UNK: ClassVar[int] = 2  # a target token not in the target vocabulary (a real target: scored)
 
     dataset: str | None = task_field(None, "hub dataset name; null: use data_files")
+    dataset_config: str | None = task_field(None, "the hub dataset's configuration (e.g. a language pair: de-en)")
     data_files: Any = task_field(None, "local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
     source_column: str = task_field("source", "column of the source text (a.b: field b of column a)")
     target_column: str = task_field("target", "column of the target text (a.b: field b of column a)")
@@ -129,7 +131,7 @@ class PairsTask(Seq2SeqTask):
         return _PREPARED[key]
 
     def _prepare(self) -> dict[str, Any]:
-        raw = load_raw(self.dataset, self.files())
+        raw = load_raw(self.dataset, self.files(), self.dataset_config)
         wanted = {"train": self.train_split, "val": self.val_split, "test": self.test_split}
         require_splits(raw, wanted, self.dataset or self.data_files)
         tokens: dict[str, tuple[list[list[str]], list[list[str]]]] = {}

@@ -66,14 +66,14 @@ def files_fingerprint(files: dict[str, Path]) -> dict[str, Any]:
     return out
 
 
-def load_raw(dataset: str | None, files: dict[str, Path]) -> dict[str, tuple[Any, str]]:
+def load_raw(dataset: str | None, files: dict[str, Path], config: str | None = None) -> dict[str, tuple[Any, str]]:
     """Raw splits by name, each with a description for error messages (its file), from a hub
-    dataset name or from local files."""
+    dataset name (and its configuration, e.g. a language pair) or from local files."""
     import datasets
 
     if dataset:
         try:
-            loaded = datasets.load_dataset(dataset)
+            loaded = datasets.load_dataset(dataset, config) if config else datasets.load_dataset(dataset)
         except Exception as e:  # offline, unknown name, private...: the user's to fix
             raise DataError(
                 f"hub dataset {dataset!r} could not be loaded ({type(e).__name__}: {e}). "
