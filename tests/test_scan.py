@@ -19,7 +19,14 @@ from stm_lab.tasks.scan import (
     scan_commands,
     scan_split_indices,
 )
-from stm_lab.tasks.seq2seq import IGNORE, TGT_BOS, TGT_EOS, exact_match, token_accuracy
+from stm_lab.tasks.seq2seq import (
+    IGNORE,
+    TGT_BOS,
+    TGT_EOS,
+    encode_pairs,
+    exact_match,
+    token_accuracy,
+)
 
 L, R = "I_TURN_LEFT", "I_TURN_RIGHT"
 WALK, LOOK, RUN, JUMP = "I_WALK", "I_LOOK", "I_RUN", "I_JUMP"
@@ -89,6 +96,21 @@ def test_parser_and_enumeration_agree_on_every_command():
 def test_not_a_command(bad):
     with pytest.raises(ValueError, match="not a SCAN command"):
         interpret(bad)
+
+
+def test_arrays_of_the_whole_set_match_the_commands():
+    """The vectorised encoding (phrases joined row-wise) against a plain one, command by command."""
+    from stm_lab.tasks import scan
+
+    commands, actions = scan_commands()
+    src = {w: i for i, w in enumerate(scan.SOURCE_WORDS)}
+    tgt = {w: i for i, w in enumerate(scan.TARGET_WORDS)}
+    expected = encode_pairs([[src[w] for w in c.split()] for c in commands],
+                            [[tgt[a] for a in seq] for seq in actions], 9, 49)
+    arrays = scan._encoded()
+    assert arrays.keys() == expected.keys()
+    for key, value in expected.items():
+        assert arrays[key].dtype == value.dtype and (arrays[key] == value).all(), key
 
 
 def test_generation_is_fast():

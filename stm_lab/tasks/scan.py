@@ -56,8 +56,10 @@ import numpy as np
 from stm_lab.errors import DataError
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.seq2seq import (
+    IGNORE,
+    SRC_PAD,
+    TGT_EOS,
     Seq2SeqTask,
-    encode_pairs,
     exact_match,
     sequence_baselines,
     token_accuracy,
@@ -185,17 +187,51 @@ def with_primitive(rest: np.ndarray, primitive: int) -> np.ndarray:
     return np.concatenate([rest, np.full(repeats, primitive, dtype=rest.dtype)])
 
 
+def _join(first: np.ndarray, n_first: np.ndarray, second: np.ndarray, n_second: np.ndarray, width: int,
+          middle: int | None = None) -> np.ndarray:
+    """Row-wise ``first[:n_first] (+ middle) + second[:n_second]``, filled with -1 to ``width``."""
+    t = np.broadcast_to(np.arange(width)[None, :], (len(first), width))
+    start = n_first[:, None] + (middle is not None)
+    a = np.take_along_axis(first, np.minimum(t, first.shape[1] - 1), 1)
+    b = np.take_along_axis(second, np.clip(t - start, 0, second.shape[1] - 1), 1)
+    out = np.where(t < n_first[:, None], a, np.where((t >= start) & (t < start + n_second[:, None]), b, -1))
+    return out if middle is None else np.where(t == n_first[:, None], middle, out)
+
+
 @lru_cache(maxsize=1)
 def _encoded() -> dict[str, np.ndarray]:
-    """All commands as arrays (one row per command, grammar order)."""
-    commands, actions = scan_commands()
+    """All commands as arrays in grammar order (the rows of :func:`scan_commands`), built without a
+    loop over commands: the 102 S phrases are encoded once, and the 2 x 102^2 compound commands are
+    row-wise joins of two of them ("after" puts the second phrase's actions first)."""
     src = {w: i for i, w in enumerate(SOURCE_WORDS)}
     tgt = {w: i for i, w in enumerate(TARGET_WORDS)}
-    sources = [[src[w] for w in c.split()] for c in commands]
-    targets = [[tgt[a] for a in seq] for seq in actions]
-    source_len = max(map(len, sources))
-    target_len = max(map(len, targets)) + 1
-    return encode_pairs(sources, targets, source_len, target_len)
+    commands, actions = scan_commands()
+    k = len(_verb_phrases()) * (1 + len(REPEATS))  # the S phrases come first
+    words = [c.split() for c in commands[:k]]
+    n_words = np.array([len(w) for w in words])
+    n_actions = np.array([len(a) for a in actions[:k]])
+    phrase_x = np.full((k, n_words.max()), -1)
+    phrase_y = np.full((k, n_actions.max()), -1)
+    for i in range(k):  # 102 phrases
+        phrase_x[i, :n_words[i]] = [src[w] for w in words[i]]
+        phrase_y[i, :n_actions[i]] = [tgt[a] for a in actions[i]]
+    i, j = (a.ravel() for a in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
+    x_width, y_width = 2 * n_words.max() + 1, 2 * n_actions.max()
+    pad = np.full((k, x_width - phrase_x.shape[1]), -1)
+    x = np.concatenate([np.hstack([phrase_x, pad]),
+                        _join(phrase_x[i], n_words[i], phrase_x[j], n_words[j], x_width, src["and"]),
+                        _join(phrase_x[i], n_words[i], phrase_x[j], n_words[j], x_width, src["after"])])
+    y = np.concatenate([np.hstack([phrase_y, np.full((k, y_width - phrase_y.shape[1]), -1)]),
+                        _join(phrase_y[i], n_actions[i], phrase_y[j], n_actions[j], y_width),
+                        _join(phrase_y[j], n_actions[j], phrase_y[i], n_actions[i], y_width)])
+    length = (x >= 0).sum(1)
+    n_out = (y >= 0).sum(1)
+    x[x < 0] = SRC_PAD
+    y = np.concatenate([y, np.full((len(y), 1), -1)], axis=1)  # room for the end of sequence
+    y[np.arange(len(y)), n_out] = TGT_EOS
+    mask = np.arange(y.shape[1])[None, :] <= n_out[:, None]
+    y[~mask] = IGNORE
+    return {"x": x.astype(np.int64), "length": length.astype(np.int64), "y": y.astype(np.int64), "mask": mask}
 
 
 @TASKS.register("scan")

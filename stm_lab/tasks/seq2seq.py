@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from typing import ClassVar
 
 import numpy as np
@@ -55,9 +56,7 @@ def encode_pairs(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[in
 
 
 def _flat(rows: Sequence[Sequence[int]]) -> np.ndarray:
-    if not len(rows):
-        return np.zeros(0, dtype=np.int64)
-    return np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+    return np.fromiter(chain.from_iterable(rows), dtype=np.int64)
 
 
 def target_sequences(y: np.ndarray) -> list[tuple[int, ...]]:
