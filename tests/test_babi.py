@@ -188,3 +188,14 @@ def test_baselines_on_task_1(distractors, expected):
         assert last == expected
     else:  # other actors' moves: the last place named is right only by chance
         assert last < 0.25
+
+
+def test_trains_end_to_end_with_the_sequence_head(make_cfg):
+    from stm_lab.run import train
+
+    cfg = make_cfg("data=babi", "data.qa=2", "data.n_train=64", "data.n_val=32", "data.n_test=32",
+                   "data.batch_size=16", "cell.hidden_size=16", "embedding_dim=8", "trainer.max_epochs=1",
+                   "trainer.accelerator=cpu", "logger=none", "callbacks.progress_bar=null", tiny=False)
+    summary = train(cfg)
+    assert summary["status"] == "completed" and summary["chance"] == pytest.approx(1 / 6)
+    assert 0 <= summary["metrics"]["test/acc"] <= 1
