@@ -273,3 +273,6 @@ def test_most_frequent_output_by_hand():
     # Per position: 2, then 3, then EOS; position 3, past every training row, falls back to EOS.
     assert preds["most_frequent_token_per_position"].tolist() == [[2, 3, 0, IGNORE], [2, 3, 0, 0]]
     assert token_accuracy(preds["most_frequent_token_per_position"], test["y"], test["mask"]) == 4 / 7
+    # A decoder's output may stop early (narrower than y): the missing positions are wrong.
+    assert exact_match(np.array([[2, 3, 0], [4, 4, 4]]), test["y"]) == 0.5
+    assert token_accuracy(np.array([[2, 3, 0], [4, 4, 4]]), test["y"], test["mask"]) == 6 / 7

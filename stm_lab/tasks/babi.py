@@ -258,8 +258,6 @@ class BabiTask(Task):
     separator: bool = task_field(False, "add a <sep> token after every statement")
     data_seed: int | None = task_field(None, "null: the run seed draws the stories; an integer fixes them across runs")
 
-    version = 1
-
     def __post_init__(self) -> None:
         self.require(self.qa in (1, 2), "qa", [1, 2])
         self.require(isinstance(self.distractors, int) and self.distractors >= 0, "distractors", "an integer >= 0")

@@ -117,18 +117,21 @@ def sequence_baselines(train: dict[str, np.ndarray], evaluate: dict[str, np.ndar
 
 def exact_match(pred: np.ndarray, y: np.ndarray) -> float:
     """Share of rows whose prediction equals the target up to and including its end-of-sequence
-    (what follows it is not looked at)."""
-    mask = (np.arange(y.shape[1])[None, :] <= _eos_position(y)[:, None])
-    return float(((pred[:, :y.shape[1]] == y) | ~mask).all(1).mean())
+    (what follows it is not looked at). ``pred`` may be narrower or wider than ``y``."""
+    mask = np.arange(y.shape[1])[None, :] <= (y == TGT_EOS).argmax(1)[:, None]
+    return float(((_fit(pred, y) == y) | ~mask).all(1).mean())
 
 
 def token_accuracy(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
     """Share of scored target tokens (end-of-sequence included) predicted at their position."""
-    return float((pred[:, :y.shape[1]][mask] == y[mask]).mean())
+    return float((_fit(pred, y)[mask] == y[mask]).mean())
 
 
-def _eos_position(y: np.ndarray) -> np.ndarray:
-    return (y == TGT_EOS).argmax(1)
+def _fit(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``pred`` cut or padded (with IGNORE, which matches no target token) to the width of ``y``."""
+    if pred.shape[1] >= y.shape[1]:
+        return pred[:, :y.shape[1]]
+    return np.pad(pred, ((0, 0), (0, y.shape[1] - pred.shape[1])), constant_values=IGNORE)
 
 
 class Seq2SeqTask(Task):
