@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stm_lab.data import build_task
+from stm_lab import api
 from stm_lab.errors import ConfigError
 from stm_lab.tasks.babi import ACTORS, LOCATIONS, OBJECTS, BabiTask, last_mentioned_location
 
@@ -72,7 +72,7 @@ def answer(task: BabiTask, d: dict, i: int) -> str:
 @pytest.mark.parametrize("qa", [1, 2])
 @pytest.mark.parametrize("distractors", [0, 1, 6])
 def test_answers_follow_from_the_text_and_distractors_sit_where_configured(qa, distractors):
-    task = BabiTask(qa=qa, distractors=distractors, context_max=5, separator=qa == 2)
+    task = api.task("babi", qa=qa, distractors=distractors, context_max=5, separator=qa == 2)
     d = task.make_split("train", 400, seed=0)
     for i in range(len(d["x"])):
         statements, question = read(task, d["x"][i])
@@ -90,7 +90,7 @@ def test_answers_follow_from_the_text_and_distractors_sit_where_configured(qa, d
 
 @pytest.mark.parametrize("qa", [1, 2])
 def test_a_range_of_distractors(qa):
-    task = BabiTask(qa=qa, distractors=1, distractors_max=4)
+    task = api.task("babi", qa=qa, distractors=1, distractors_max=4)
     d = task.make_split("train", 300, seed=1)
     seen = set()
     for i in range(len(d["x"])):
@@ -102,7 +102,7 @@ def test_a_range_of_distractors(qa):
 
 def test_two_supporting_facts_use_all_three_patterns():
     """Task 2 answers rest on a get then a move, a move then a get, and a move then a drop."""
-    task = BabiTask(qa=2, distractors=2)
+    task = api.task("babi", qa=2, distractors=2)
     d = task.make_split("train", 300, seed=0)
     kinds = set()
     for i in range(len(d["x"])):
@@ -113,7 +113,7 @@ def test_two_supporting_facts_use_all_three_patterns():
 
 
 def test_delay_mask_is_the_distractor_statements():
-    task = BabiTask(qa=1, distractors=3)
+    task = api.task("babi", qa=1, distractors=3)
     d = task.make_split("test", 50, seed=0)
     x = torch.as_tensor(d["x"])
     delay = task.delay_mask(x, torch.as_tensor(d["mask"]))
@@ -124,46 +124,46 @@ def test_delay_mask_is_the_distractor_statements():
 
 
 def test_seeded_reproducibility():
-    task = BabiTask(qa=2, distractors=2)
+    task = api.task("babi", qa=2, distractors=2)
     a, b = task.make_split("train", 100, seed=3), task.make_split("train", 100, seed=3)
     assert all((a[k] == b[k]).all() for k in a)
     assert not (task.make_split("train", 100, seed=4)["x"] == a["x"]).all()  # the run seed draws stories
     assert not (task.make_split("test", 100, seed=3)["x"] == a["x"]).all()  # splits are disjoint streams
-    fixed = BabiTask(qa=2, distractors=2, data_seed=11)
+    fixed = api.task("babi", qa=2, distractors=2, data_seed=11)
     assert (fixed.make_split("train", 100, seed=0)["x"] == fixed.make_split("train", 100, seed=9)["x"]).all()
 
 
 @pytest.mark.parametrize("qa", [1, 2])
 def test_answers_are_spread_over_the_places(qa):
-    d = BabiTask(qa=qa).make_split("train", 3000, seed=0)
+    d = api.task("babi", qa=qa).make_split("train", 3000, seed=0)
     share = np.bincount(d["y"][d["mask"]], minlength=6) / 3000
     assert share.min() > 0.12 and share.max() < 0.22  # chance 1/6 is the honest floor
 
 
 def test_arrays_fit_the_spec_at_the_longest():
-    task = BabiTask(qa=2, distractors=3, distractors_max=5, context_max=6, gap_max=3, separator=True)
+    task = api.task("babi", qa=2, distractors=3, distractors_max=5, context_max=6, gap_max=3, separator=True)
     d = task.make_split("train", 500, seed=0)
     spec = task.spec
     assert d["x"].shape == (500, spec.seq_len) and d["length"].max() <= spec.seq_len
-    assert spec.output_size == 6 and spec.chance == pytest.approx(1 / 6) and spec.scored == "one"
+    assert spec.output_size == 6 and spec.chance == pytest.approx({"acc": 1 / 6, "recall": 1 / 6}) and spec.scored == "one"
     assert spec.input_size == len(task.vocabulary) and task.vocabulary[0] == "<pad>"
     assert (d["x"][np.arange(spec.seq_len)[None] >= d["length"][:, None]] == 0).all()
 
 
 def test_config_errors():
     with pytest.raises(ConfigError, match=r"data\.qa"):
-        build_task({"task": "babi", "qa": 3})
+        api.task("babi", qa=3)
     with pytest.raises(ConfigError, match=r"data\.distractors"):
-        build_task({"task": "babi", "distractors": -1})
+        api.task("babi", distractors=-1)
     with pytest.raises(ConfigError, match=r"data\.distractors_max"):
-        build_task({"task": "babi", "distractors": 4, "distractors_max": 2})
+        api.task("babi", distractors=4, distractors_max=2)
 
 
 # -- memoryless baselines --------------------------------------------------------------------------------
 
 
 def test_last_mentioned_location_by_hand():
-    task = BabiTask()
+    task = api.task("babi")
     rows = ["Mary went to the kitchen . John moved to the office . Where is Mary ?",
             "Mary went to the kitchen . John got the milk . Where is the milk ?",
             "John got the milk . Where is the milk ?"]
@@ -177,13 +177,14 @@ def test_last_mentioned_location_by_hand():
 
 @pytest.mark.parametrize("distractors,expected", [(0, 1.0), (4, None)])
 def test_baselines_on_task_1(distractors, expected):
-    task = BabiTask(qa=1, distractors=distractors)
+    task = api.task("babi", qa=1, distractors=distractors)
     train, test = task.make_split("train", 1000, 0), task.make_split("test", 1000, 0)
-    preds = task.baselines(train, test)
+    preds = {name: b.preds.argmax(1) for name, b in task.baselines(train, test).items()}
     truth = test["y"][test["mask"]]
     majority = (preds["majority"] == truth).mean()
     last = (preds["last_mentioned_location"] == truth).mean()
     assert 0.12 < majority < 0.23 and len(set(preds["majority"])) == 1
+    assert (preds["current_input"] == preds["majority"]).all()  # the question's "?" says nothing
     if expected is not None:  # no distractor: the supporting fact is the last statement
         assert last == expected
     else:  # other actors' moves: the last place named is right only by chance
@@ -197,5 +198,6 @@ def test_trains_end_to_end_with_the_sequence_head(make_cfg):
                    "data.batch_size=16", "cell.hidden_size=16", "embedding_dim=8", "trainer.max_epochs=1",
                    "trainer.accelerator=cpu", "logger=none", "callbacks.progress_bar=null", tiny=False)
     summary = train(cfg)
-    assert summary["status"] == "completed" and summary["chance"] == pytest.approx(1 / 6)
+    assert summary["status"] == "completed" and summary["chance"] == pytest.approx({"acc": 1 / 6, "recall": 1 / 6})
+    assert summary["baselines"]["last_mentioned_location"]["memoryless"] is False
     assert 0 <= summary["metrics"]["test/acc"] <= 1

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stm_lab.data import MemoryDataModule, build_task
+from stm_lab import api
+from stm_lab.baselines import baseline_scores
+from stm_lab.data import MemoryDataModule
 from stm_lab.errors import ConfigError, DataError
 from stm_lab.tasks.pairs import PairsTask
-from stm_lab.tasks.seq2seq import IGNORE, TGT_BOS, TGT_EOS, exact_match
+from stm_lab.tasks.seq2seq import IGNORE, TGT_BOS, TGT_EOS
 
 # A toy translation: English -> a made-up language (word for word, reversed order).
 LEXICON = {"the": "le", "cat": "chat", "dog": "chien", "sees": "voit", "eats": "mange", "bird": "oiseau",
@@ -41,12 +43,21 @@ def files(tmp_path) -> dict[str, str]:
     return {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}
 
 
+def pairs_task(**params) -> PairsTask:
+    """conf/data/pairs.yaml with ``params`` on top; every word counts (min_count 1) unless said."""
+    return api.task("pairs", **{"min_count": 1, **params})
+
+
 def task_for(files, **params) -> PairsTask:
-    return build_task({"task": "pairs", "data_files": files, "val_fraction": 0.25, **params})
+    return pairs_task(**{"data_files": files, "val_fraction": 0.25, **params})
+
+
+def _module(task, cache_dir=None, batch_size: int = 8) -> MemoryDataModule:
+    return MemoryDataModule(task, 100, 100, 100, batch_size, on_device=False, seed=0, cache_dir=cache_dir)
 
 
 def _setup(task) -> MemoryDataModule:
-    dm = MemoryDataModule(task, 100, 100, 100, 8, seed=0)
+    dm = _module(task)
     dm.setup()
     return dm
 
@@ -89,7 +100,7 @@ def test_vocabulary_size_and_min_count(files, tmp_path):
     assert small.target_vocabulary == full.target_vocabulary[:6]
     rows = [("rare word here", "mot rare ici")] + [("common words", "mots communs")] * 4
     frame(rows).to_csv(tmp_path / "rare.csv", index=False)
-    task = build_task({"task": "pairs", "data_files": str(tmp_path / "rare.csv"), "test_split": None,
+    task = pairs_task(**{"data_files": str(tmp_path / "rare.csv"), "test_split": None,
                        "val_fraction": 0.2, "test_fraction": 0.2, "min_count": 2})
     assert task.source_vocabulary == ["<pad>", "<unk>", "common", "words"]
     assert task.target_vocabulary == ["<eos>", "<bos>", "<unk>", "communs", "mots"]
@@ -127,7 +138,7 @@ def test_other_formats_and_column_names(tmp_path, suffix):
         rows.to_json(path, orient="records", lines=True)
     else:
         rows.to_parquet(path)
-    task = build_task({"task": "pairs", "data_files": str(path), "source_column": "en", "target_column": "xx",
+    task = pairs_task(**{"data_files": str(path), "source_column": "en", "target_column": "xx",
                        "test_split": None, "val_fraction": 0.2, "test_fraction": 0.2})
     d = task.make_split("train", 100, seed=0)
     pairs = dict(TRAIN)
@@ -139,12 +150,12 @@ def test_nested_translation_column(tmp_path):
     path = tmp_path / "books.jsonl"
     path.write_text("\n".join(json.dumps({"id": i, "translation": {"en": s, "xx": t}})
                               for i, (s, t) in enumerate(TRAIN)))
-    task = build_task({"task": "pairs", "data_files": str(path), "source_column": "translation.en",
+    task = pairs_task(**{"data_files": str(path), "source_column": "translation.en",
                        "target_column": "translation.xx", "test_split": None, "val_fraction": 0.2,
                        "test_fraction": 0.2})
     d = task.make_split("test", 100, seed=0)
     assert " ".join(task.decode_target(d["y"][0])) == dict(TRAIN)[" ".join(task.decode_source(d["x"][0]))]
-    bad = build_task({"task": "pairs", "data_files": str(path), "source_column": "translation.de",
+    bad = pairs_task(**{"data_files": str(path), "source_column": "translation.de",
                       "target_column": "translation.xx", "test_split": None})
     with pytest.raises(DataError, match=r"books\.jsonl: column 'translation' row 0 has no text field 'de' "
                                         r"\(data\.source_column\)"):
@@ -152,7 +163,7 @@ def test_nested_translation_column(tmp_path):
 
 
 def test_through_the_data_module(files, tmp_path):
-    dm = MemoryDataModule(task_for(files), 100, 100, 100, 4, seed=0, cache_dir=tmp_path / "cache")
+    dm = _module(task_for(files), cache_dir=tmp_path / "cache", batch_size=4)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"x", "length", "y", "mask"} and batch["x"].shape == (4, 7)
@@ -162,23 +173,30 @@ def test_through_the_data_module(files, tmp_path):
 # -- baselines -------------------------------------------------------------------------------------------
 
 
+def _baseline_metrics(task) -> dict[str, dict[str, float]]:
+    return {name: b["metrics"] for name, b in baseline_scores(_module(task)).items()}
+
+
 def test_baselines(tmp_path, files):
     # Summarisation-like data where the target is the source: copying it is exact.
     rows = [(s, s) for s in SENTENCES] * 3
     frame(rows).to_csv(tmp_path / "same.csv", index=False)
-    task = build_task({"task": "pairs", "data_files": str(tmp_path / "same.csv"), "test_split": None,
-                       "val_fraction": 0.2, "test_fraction": 0.2, "max_target_length": 5})
+    task = pairs_task(data_files=str(tmp_path / "same.csv"), test_split=None, val_fraction=0.2,
+                      test_fraction=0.2, max_target_length=5)
     train, test = task.make_split("train", 100, 0), task.make_split("test", 100, 0)
-    preds = task.baselines(train, test)
-    assert set(preds) == {"most_frequent_output", "most_frequent_token", "most_frequent_token_per_position",
-                          "copy_source"}
+    baselines = task.baselines(train, test)
+    assert set(baselines) == {"most_frequent_output", "most_frequent_token", "most_frequent_token_per_position",
+                              "copy_source"}
+    assert all(b.preds.shape == (test["mask"].sum(), len(task.target_vocabulary)) for b in baselines.values())
+    assert baselines["copy_source"].memoryless is False and baselines["most_frequent_output"].memoryless
     # Copying is exact, also where max_target_length=5 cut the target (the copy is cut the same way).
-    assert (test["length"] > 5).any() and exact_match(preds["copy_source"], test["y"]) == 1.0
-    assert exact_match(preds["most_frequent_output"], test["y"]) < 0.5
-    scores = task.baseline_scores()
-    assert scores["copy_source"] == 1.0 and task.spec.chance == scores["most_frequent_output"]
+    assert (test["length"] > 5).any()
+    scores = _baseline_metrics(task)
+    assert scores["copy_source"]["exact_match"] == 1.0 and scores["copy_source"]["length_acc"] == 1.0
+    assert scores["most_frequent_output"]["exact_match"] < 0.5
+    assert 0 < task.spec.chance["exact_match"] < 0.01  # a uniform guess of every token
     # With a translation, copying the source is worth nothing.
-    assert task_for(files).baseline_scores()["copy_source"] == 0.0
+    assert _baseline_metrics(task_for(files))["copy_source"]["exact_match"] == 0.0
 
 
 # -- data errors: each names the file (and the column) ----------------------------------------------------
@@ -229,21 +247,21 @@ def test_not_text_and_missing_split(tmp_path, files):
 def test_too_small_for_holdouts(tmp_path):
     frame(TRAIN[:2]).to_csv(tmp_path / "two.csv", index=False)
     with pytest.raises(DataError, match=r"two\.csv: nothing left for the val split"):
-        _setup(build_task({"task": "pairs", "data_files": str(tmp_path / "two.csv"), "test_split": None,
+        _setup(pairs_task(**{"data_files": str(tmp_path / "two.csv"), "test_split": None,
                            "val_fraction": 0.1, "test_fraction": 0.1}))
 
 
 def test_offline_hub_name_is_a_clear_error():
-    task = build_task({"task": "pairs", "dataset": "Helsinki-NLP/opus_books", "source_column": "translation.de"})
+    task = pairs_task(**{"dataset": "Helsinki-NLP/opus_books", "source_column": "translation.de"})
     with pytest.raises(DataError, match=r"hub dataset 'Helsinki-NLP/opus_books' could not be loaded.*Offline"):
         _setup(task)
 
 
 def test_config_errors(files):
     with pytest.raises(ConfigError, match=r"data\.data_files"):
-        build_task({"task": "pairs"})
+        api.task("pairs")  # neither a hub name nor files
     with pytest.raises(ConfigError, match=r"data\.target_vocab_size"):
         task_for(files, target_vocab_size=3)
     with pytest.raises(ConfigError, match=r"data\.max_source_length"):
         task_for(files, max_source_length=0)
-    assert np.isfinite(task_for(files).spec.chance)
+    assert all(np.isfinite(v) for v in task_for(files).spec.chance.values())

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stm_lab.data import build_task
+from stm_lab import api
 from stm_lab.errors import ConfigError
 from stm_lab.tasks import TASKS
 from stm_lab.tasks.scan import (
@@ -19,14 +19,7 @@ from stm_lab.tasks.scan import (
     scan_commands,
     scan_split_indices,
 )
-from stm_lab.tasks.seq2seq import (
-    IGNORE,
-    TGT_BOS,
-    TGT_EOS,
-    encode_pairs,
-    exact_match,
-    token_accuracy,
-)
+from stm_lab.tasks.seq2seq import IGNORE, TGT_BOS, TGT_EOS, encode_pairs
 
 L, R = "I_TURN_LEFT", "I_TURN_RIGHT"
 WALK, LOOK, RUN, JUMP = "I_WALK", "I_LOOK", "I_RUN", "I_JUMP"
@@ -177,7 +170,7 @@ def _rows(task: ScanTask, split: str) -> list[str]:
 
 @pytest.mark.parametrize("split", SCAN_SPLITS)
 def test_validation_is_carved_from_train(split):
-    task = ScanTask(split=split, val_fraction=0.1)
+    task = api.task("scan", split=split, val_fraction=0.1)
     rows = {s: _rows(task, s) for s in ("train", "val", "test")}
     commands, _ = scan_commands()
     official = scan_split_indices(split)
@@ -193,15 +186,15 @@ def test_validation_is_carved_from_train(split):
 
 
 def test_data_are_fixed_by_split_seed_not_by_run_seed():
-    task = ScanTask(split="simple")
+    task = api.task("scan", split="simple")
     a, b = task.make_split("train", 500, seed=0), task.make_split("train", 500, seed=7)
     assert all((a[k] == b[k]).all() for k in a)
-    other = ScanTask(split="simple", split_seed=1).make_split("train", 500, seed=0)
+    other = api.task("scan", split="simple", split_seed=1).make_split("train", 500, seed=0)
     assert not (other["x"] == a["x"]).all()
 
 
 def test_array_format_and_decoding(table):
-    task = ScanTask(split="length")
+    task = api.task("scan", split="length")
     d = task.make_split("test", 10**6, seed=0)
     x, length, y, mask = d["x"], d["length"], d["y"], d["mask"]
     spec = task.spec
@@ -224,55 +217,75 @@ def test_array_format_and_decoding(table):
 
 def test_config_errors():
     with pytest.raises(ConfigError, match=r"data\.split.*allowed: simple, length, add_jump, add_turn_left"):
-        build_task({"task": "scan", "split": "addprim_jump"})
+        api.task("scan", split="addprim_jump")
     with pytest.raises(ConfigError, match=r"data\.val_fraction"):
-        build_task({"task": "scan", "val_fraction": 0})
+        api.task("scan", val_fraction=0)
     assert "scan" in TASKS.names()
 
 
-# -- memoryless baselines on the actual splits ---------------------------------------------------------
+# -- memoryless baselines on the actual splits, scored by the generated-sequence metrics -------------
 
 
-def _scores(split: str) -> dict[str, float]:
-    task = ScanTask(split=split)
+def _scores(split: str) -> dict[str, dict[str, float]]:
+    from stm_lab.baselines import baseline_scores
+    from stm_lab.data import MemoryDataModule
+
+    task = api.task("scan", split=split)
     train, test = task.make_split("train", 10**6, 0), task.make_split("test", 10**6, 0)
-    preds = task.baselines(train, test)
-    assert set(preds) == {"most_frequent_output", "most_frequent_token", "most_frequent_token_per_position"}
-    for name, p in preds.items():
+    sequences = task.predicted_sequences(train, test)
+    assert set(sequences) == {"most_frequent_output", "most_frequent_token", "most_frequent_token_per_position"}
+    for name, p in sequences.items():
         assert p.shape == test["y"].shape, name
     for name in ("most_frequent_token", "most_frequent_token_per_position"):  # aligned with y[mask]
-        assert ((preds[name] != IGNORE) == test["mask"]).all()
-    return {"exact": exact_match(preds["most_frequent_output"], test["y"]),
-            "token": token_accuracy(preds["most_frequent_token"], test["y"], test["mask"]),
-            "position": token_accuracy(preds["most_frequent_token_per_position"], test["y"], test["mask"])}
+        assert ((sequences[name] != IGNORE) == test["mask"]).all()
+    dm = MemoryDataModule(task, 10**6, 10**6, 10**6, 256, on_device=False, seed=0, cache_dir=None)
+    return {name: b["metrics"] for name, b in baseline_scores(dm).items()}
 
 
 def test_simple_split_most_frequent_output_is_tiny():
     scores = _scores("simple")
-    assert 0 < scores["exact"] <= 3 / 4_182  # a row or two of 4,182 (about 0.02-0.05%)
-    assert 0.2 < scores["token"] < 0.3 and 0.2 < scores["position"] < 0.35  # a turn, ~28% of tokens
-    assert ScanTask(split="simple").spec.chance == pytest.approx(scores["exact"])
+    assert 0 < scores["most_frequent_output"]["exact_match"] <= 3 / 4_182  # a row or two of 4,182
+    # A turn is ~28% of the action tokens (tasks-modern.md section 1); with the end of sequence
+    # scored as a token too, a little less.
+    assert 0.2 < scores["most_frequent_token"]["token_acc"] < 0.3
+    assert 0.2 < scores["most_frequent_token_per_position"]["token_acc"] < 0.35
+    assert scores["most_frequent_token"]["length_acc"] == 0.0  # it never ends
+    spec = api.task("scan", split="simple").spec
+    assert spec.headline == "exact_match" and spec.default_head == "seq2seq"
+    assert spec.chance["exact_match"] < scores["most_frequent_output"]["exact_match"]
 
 
 @pytest.mark.parametrize("split", ["length", "add_jump"])
 def test_generalisation_splits_have_no_memoryless_exact_match(split):
-    assert _scores(split)["exact"] == 0.0
+    assert all(s["exact_match"] == 0.0 for s in _scores(split).values())
 
 
-def test_most_frequent_output_by_hand():
+def _evaluate(predicted: np.ndarray, test: dict) -> dict[str, float]:
+    import torch
+
+    from stm_lab.metrics import Scored, evaluate
+    from stm_lab.tasks.seq2seq import as_baseline
+
+    b = as_baseline(predicted, test, 8, "")
+    mask = torch.from_numpy(test["mask"])
+    scalars, _ = evaluate(api.task("scan").spec, "test",
+                          Scored(torch.from_numpy(b.preds), torch.from_numpy(test["y"])[mask], mask))
+    return {k.split("/")[1]: v for k, v in scalars.items()}
+
+
+def test_baselines_by_hand():
     # Training targets (token ids): [2 3], [2 3], [4]; the most frequent is [2 3].
     y = np.array([[2, 3, 0], [2, 3, 0], [4, 0, IGNORE]])
     train = {"y": y, "mask": y != IGNORE}
     test = {"y": np.array([[2, 3, 0, IGNORE], [4, 4, 4, 0]])}
     test["mask"] = test["y"] != IGNORE
-    preds = ScanTask().baselines(train, test)
+    preds = api.task("scan").predicted_sequences(train, test)
     assert preds["most_frequent_output"].tolist() == [[2, 3, 0, IGNORE]] * 2
-    assert exact_match(preds["most_frequent_output"], test["y"]) == 0.5
+    scores = _evaluate(preds["most_frequent_output"], test)
+    assert scores["exact_match"] == 0.5 and scores["length_acc"] == 0.5
+    assert scores["token_acc"] == pytest.approx(3 / 7)  # row 2: nothing after the end of sequence
     # Token counts 2:2, 3:2, 4:1, EOS:3 -> EOS is the most frequent token, predicted everywhere.
     assert preds["most_frequent_token"].tolist() == [[0, 0, 0, IGNORE], [0, 0, 0, 0]]
     # Per position: 2, then 3, then EOS; position 3, past every training row, falls back to EOS.
     assert preds["most_frequent_token_per_position"].tolist() == [[2, 3, 0, IGNORE], [2, 3, 0, 0]]
-    assert token_accuracy(preds["most_frequent_token_per_position"], test["y"], test["mask"]) == 4 / 7
-    # A decoder's output may stop early (narrower than y): the missing positions are wrong.
-    assert exact_match(np.array([[2, 3, 0], [4, 4, 4]]), test["y"]) == 0.5
-    assert token_accuracy(np.array([[2, 3, 0], [4, 4, 4]]), test["y"], test["mask"]) == 6 / 7
+    assert _evaluate(preds["most_frequent_token_per_position"], test)["token_acc"] == pytest.approx(3 / 7)

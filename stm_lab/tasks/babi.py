@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     import torch
 
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Task, TaskSpec, split_rng, task_field
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, split_rng, task_field
 
 ACTORS = ("John", "Mary", "Sandra", "Daniel")
 LOCATIONS = ("bedroom", "kitchen", "garden", "hallway", "bathroom", "office")
@@ -250,13 +250,13 @@ def story_words(story: Story, qa: int, separator: bool) -> tuple[list[str], int]
 @TASKS.register("babi")
 @dataclass(frozen=True)
 class BabiTask(Task):
-    qa: Literal[1, 2] = task_field(1, "1: where is an actor (one supporting fact) | 2: where is an object (two)")
-    distractors: int = task_field(2, "statements between the (last) supporting fact and the question")
-    distractors_max: int | None = task_field(None, "null: exactly `distractors`; else uniform in distractors..this")
-    context_max: int = task_field(4, "statements before the supporting fact(s): uniform in 0..this per story")
-    gap_max: int = task_field(2, "qa 2: unrelated statements between the two supporting facts, uniform in 0..this")
-    separator: bool = task_field(False, "add a <sep> token after every statement")
-    data_seed: int | None = task_field(None, "null: the run seed draws the stories; an integer fixes them across runs")
+    qa: Literal[1, 2] = task_field("1: where is an actor (one supporting fact) | 2: where is an object (two)")
+    distractors: int = task_field("statements between the (last) supporting fact and the question")
+    distractors_max: int | None = task_field("null: exactly `distractors`; else uniform in distractors..this")
+    context_max: int = task_field("statements before the supporting fact(s): uniform in 0..this per story")
+    gap_max: int = task_field("qa 2: unrelated statements between the two supporting facts, uniform in 0..this")
+    separator: bool = task_field("add a <sep> token after every statement")
+    data_seed: int | None = task_field("null: the run seed draws the stories; an integer fixes them across runs")
 
     def __post_init__(self) -> None:
         self.require(self.qa in (1, 2), "qa", [1, 2])
@@ -331,10 +331,17 @@ class BabiTask(Task):
         after = stops.flip(1).cumsum(1).flip(1)  # full stops at this step or later
         return (after >= 1) & (after <= self.distractors) & (x != 0)
 
-    def baselines(self, train: dict[str, np.ndarray], evaluate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Memoryless baselines fitted on ``train`` and predicting for ``evaluate`` (arrays as made by
-        :meth:`make_split`): {name: one answer class per example, aligned with ``y[mask]``}."""
-        return babi_baselines(train, evaluate)
+    def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
+        """The base class's ``majority`` and ``current_input`` (at the question's "?": no better than
+        the majority), and ``last_mentioned_location``: the place named last before the question."""
+        out = super().baselines(train, test)
+        majority = int(np.bincount(train["y"][train["mask"]], minlength=len(LOCATIONS)).argmax())
+        last = last_mentioned_location(test["x"], majority)
+        out["last_mentioned_location"] = Baseline(
+            np.eye(len(LOCATIONS), dtype=np.float32)[last],
+            "the place named last in the story before the question (recency alone: it keeps one word "
+            "and binds nothing, so it is a weak-memory floor)", memoryless=False)
+        return out
 
     @property
     def spec(self) -> TaskSpec:
@@ -345,9 +352,9 @@ class BabiTask(Task):
             output_size=len(LOCATIONS),
             scored="one",
             seq_len=self.seq_len,
-            chance=1.0 / len(LOCATIONS),
-            chance_note=("uniform guess among 6 places (answers are spread evenly); memoryless baselines: "
-                         "the majority training answer, and the place named last before the question"),
+            chance={"acc": 1.0 / len(LOCATIONS), "recall": 1.0 / len(LOCATIONS)},
+            chance_note=("uniform guess among 6 places (answers are spread evenly); the baselines add the "
+                         "majority training answer and the place named last before the question (recency)"),
             default_head="sequence",
             paper="Weston et al. 2015, Towards AI-complete question answering (bAbI tasks 1-2)",
             tags=("qa", "story", "distractors", "generated"),
@@ -365,11 +372,3 @@ def last_mentioned_location(x: np.ndarray, fallback: int) -> np.ndarray:
     named = cls >= 0
     last = np.where(named.any(1), x.shape[1] - 1 - named[:, ::-1].argmax(1), -1)
     return np.where(last >= 0, cls[np.arange(len(x)), np.maximum(last, 0)], fallback)
-
-
-def babi_baselines(train: dict[str, np.ndarray], evaluate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    majority = int(np.bincount(train["y"][train["mask"]], minlength=len(LOCATIONS)).argmax())
-    n = len(evaluate["x"])
-    return {"majority": np.full(n, majority, dtype=np.int64),
-            "last_mentioned_location": last_mentioned_location(evaluate["x"], majority)}
-

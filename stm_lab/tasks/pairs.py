@@ -26,8 +26,8 @@ target share a language, as in summarisation).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,16 +35,8 @@ import numpy as np
 
 from stm_lab.errors import DataError
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.seq2seq import (
-    IGNORE,
-    TGT_EOS,
-    Seq2SeqTask,
-    encode_pairs,
-    exact_match,
-    sequence_baselines,
-    token_accuracy,
-)
-from stm_lab.tasks.spec import SPLITS, TaskSpec, task_field
+from stm_lab.tasks.seq2seq import BASELINE_NOTES, IGNORE, TGT_EOS, Seq2SeqTask, encode_pairs
+from stm_lab.tasks.spec import SPLITS, Arrays, TaskSpec, task_field
 from stm_lab.tasks.text import (
     build_vocabulary,
     files_fingerprint,
@@ -59,7 +51,6 @@ from stm_lab.tasks.text import (
 
 SOURCE_SPECIALS = ("<pad>", "<unk>")
 TARGET_SPECIALS = ("<eos>", "<bos>", "<unk>")
-_PREPARED: dict[str, dict[str, Any]] = {}  # prepared data per (parameters, file fingerprint)
 
 
 @TASKS.register("pairs")
@@ -67,24 +58,30 @@ _PREPARED: dict[str, dict[str, Any]] = {}  # prepared data per (parameters, file
 class PairsTask(Seq2SeqTask):
     SRC_UNK: ClassVar[int] = 1  # a source token not in the source vocabulary
     TGT_UNK: ClassVar[int] = 2  # a target token not in the target vocabulary (a real target: scored)
+    baseline_notes: ClassVar[dict[str, tuple[str, bool]]] = {
+        **BASELINE_NOTES,
+        "copy_source": ("the source's own words as the output (a floor where source and target share a "
+                        "language, as in summarisation); it reads the whole source, so it is not memoryless",
+                        False),
+    }
 
-    dataset: str | None = task_field(None, "hub dataset name; null: use data_files")
-    dataset_config: str | None = task_field(None, "the hub dataset's configuration (e.g. a language pair: de-en)")
-    data_files: Any = task_field(None, "local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
-    source_column: str = task_field("source", "column of the source text (a.b: field b of column a)")
-    target_column: str = task_field("target", "column of the target text (a.b: field b of column a)")
-    train_split: str = task_field("train", "split (or data_files key) to train on and build the vocabularies from")
-    val_split: str | None = task_field(None, "validation split; null: carve val_fraction off the training split")
-    test_split: str | None = task_field("test", "test split; null: carve test_fraction off the training split")
-    val_fraction: float = task_field(0.1, "share of the training split held out when val_split is null")
-    test_fraction: float = task_field(0.1, "share of the training split held out when test_split is null")
-    split_seed: int = task_field(0, "seed of those hold-outs (fixed across runs)")
-    source_vocab_size: int = task_field(20000, "at most this many source tokens, <pad> and <unk> included")
-    target_vocab_size: int = task_field(20000, "at most this many target tokens, <eos> <bos> <unk> included")
-    min_count: int = task_field(1, "a token enters a vocabulary if seen this often in training")
-    max_source_length: int = task_field(64, "sources are truncated to this many tokens")
-    max_target_length: int = task_field(64, "targets are truncated to this many tokens (before the <eos>)")
-    lowercase: bool = task_field(True, "lower-case before tokenising")
+    dataset: str | None = task_field("hub dataset name; null: use data_files")
+    dataset_config: str | None = task_field("the hub dataset's configuration (e.g. a language pair: de-en)")
+    data_files: Any = task_field("local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
+    source_column: str = task_field("column of the source text (a.b: field b of column a)")
+    target_column: str = task_field("column of the target text (a.b: field b of column a)")
+    train_split: str = task_field("split (or data_files key) to train on and build the vocabularies from")
+    val_split: str | None = task_field("validation split; null: carve val_fraction off the training split")
+    test_split: str | None = task_field("test split; null: carve test_fraction off the training split")
+    val_fraction: float = task_field("share of the training split held out when val_split is null")
+    test_fraction: float = task_field("share of the training split held out when test_split is null")
+    split_seed: int = task_field("seed of those hold-outs (fixed across runs)")
+    source_vocab_size: int = task_field("at most this many source tokens, <pad> and <unk> included")
+    target_vocab_size: int = task_field("at most this many target tokens, <eos> <bos> <unk> included")
+    min_count: int = task_field("a token enters a vocabulary if seen this often in training")
+    max_source_length: int = task_field("sources are truncated to this many tokens")
+    max_target_length: int = task_field("targets are truncated to this many tokens (before the <eos>)")
+    lowercase: bool = task_field("lower-case before tokenising")
 
     def __post_init__(self) -> None:
         self.require(bool(self.dataset) != bool(self.data_files), "data_files",
@@ -124,11 +121,11 @@ class PairsTask(Seq2SeqTask):
 
     # -- preparing: vocabularies, encoded splits -------------------------------------------------------
 
-    def _prepared(self) -> dict[str, Any]:
-        key = json.dumps({"params": self.params(), "source": self.fingerprint()}, sort_keys=True, default=str)
-        if key not in _PREPARED:
-            _PREPARED[key] = self._prepare()
-        return _PREPARED[key]
+    @cached_property
+    def prepared(self) -> dict[str, Any]:
+        """Vocabularies and encoded splits: read and built once per task object (one build of a run
+        makes one task object, so the files are read once per run)."""
+        return self._prepare()
 
     def _prepare(self) -> dict[str, Any]:
         raw = load_raw(self.dataset, self.files(), self.dataset_config)
@@ -174,24 +171,23 @@ class PairsTask(Seq2SeqTask):
 
     @property
     def source_vocabulary(self) -> list[str]:
-        return self._prepared()["source_vocab"]
+        return self.prepared["source_vocab"]
 
     @property
     def target_vocabulary(self) -> list[str]:
-        return self._prepared()["target_vocab"]
+        return self.prepared["target_vocab"]
 
     def make_split(self, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
-        p = self._prepared()
+        p = self.prepared
         sources, targets = p["splits"][split]
         return encode_pairs(sources[:n], targets[:n], p["source_len"], p["target_len"])
 
-    def baselines(self, train: dict[str, np.ndarray], evaluate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predicted_sequences(self, train: Arrays, evaluate: Arrays) -> dict[str, np.ndarray]:
         """The sequence baselines, plus ``copy_source``: the source's words in the target
-        vocabulary (``<unk>`` where absent), truncated to the target length (score by exact match)."""
-        out = sequence_baselines(train, evaluate)
+        vocabulary (``<unk>`` where absent), cut to fit the target width."""
+        out = super().predicted_sequences(train, evaluate)
         index = {w: i for i, w in enumerate(self.target_vocabulary)}
-        words = self.source_vocabulary
-        to_target = np.array([index.get(w, self.TGT_UNK) for w in words], dtype=np.int64)
+        to_target = np.array([index.get(w, self.TGT_UNK) for w in self.source_vocabulary], dtype=np.int64)
         n, target_len = evaluate["y"].shape
         copy = np.full((n, target_len), IGNORE, dtype=np.int64)
         kept = np.minimum(evaluate["length"], target_len - 1)
@@ -202,41 +198,13 @@ class PairsTask(Seq2SeqTask):
         out["copy_source"] = copy
         return out
 
-    def baseline_scores(self) -> dict[str, float]:
-        """The baselines on the test split (train statistics): exact match of the most frequent
-        output and of copying the source; per-token accuracy of the two token baselines."""
-        p = self._prepared()
-        if "scores" not in p:
-            train, test = (self.make_split(s, len(p["splits"][s][0]), 0) for s in ("train", "test"))
-            preds = self.baselines(train, test)
-            p["scores"] = {
-                **{k: exact_match(preds[k], test["y"]) for k in ("most_frequent_output", "copy_source")},
-                **{k: token_accuracy(preds[k], test["y"], test["mask"])
-                   for k in ("most_frequent_token", "most_frequent_token_per_position")}}
-        return p["scores"]
-
     @property
     def spec(self) -> TaskSpec:
-        p = self._prepared()
-        scores = self.baseline_scores()
-        floor = scores["most_frequent_output"]
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=len(p["source_vocab"]),
-            output_kind="classes",
-            output_size=len(p["target_vocab"]),
-            scored="steps",
-            seq_len=p["source_len"],
-            chance=floor,
-            chance_note=(
-                f"exact match of the most frequent training target on the test split ({floor:.4f}); "
-                f"copying the source scores {scores['copy_source']:.4f}; per token, the most frequent "
-                f"token scores {scores['most_frequent_token']:.3f}"),
-            default_head="seq2seq",
-            positions=p["target_len"],
+        p = self.prepared
+        return self.sequence_spec(
+            self.make_split("test", len(p["splits"]["test"][0]), 0),
             paper=("data: " + self.dataset) if self.dataset else "local files",
             tags=("real-data", "text", "seq2seq"),
-            metric="exact_match",
         )
 
 

@@ -55,15 +55,7 @@ import numpy as np
 
 from stm_lab.errors import DataError
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.seq2seq import (
-    IGNORE,
-    SRC_PAD,
-    TGT_EOS,
-    Seq2SeqTask,
-    exact_match,
-    sequence_baselines,
-    token_accuracy,
-)
+from stm_lab.tasks.seq2seq import IGNORE, SRC_PAD, TGT_EOS, Seq2SeqTask
 from stm_lab.tasks.spec import TaskSpec, task_field
 
 ScanSplit = Literal["simple", "length", "add_jump", "add_turn_left"]
@@ -237,13 +229,13 @@ def _encoded() -> dict[str, np.ndarray]:
 @TASKS.register("scan")
 @dataclass(frozen=True)
 class ScanTask(Seq2SeqTask):
-    split: ScanSplit = task_field("simple", "simple | length | add_jump | add_turn_left (Lake & Baroni 2018)")
-    val_fraction: float = task_field(0.05, "share of the distinct training commands held out for validation")
-    split_seed: int = task_field(0, "seed of the simple split's 80/20 draw and of the validation hold-out")
+    split: ScanSplit = task_field("simple | length | add_jump | add_turn_left (Lake & Baroni 2018)")
+    val_fraction: float = task_field("share of the distinct training commands held out for validation")
+    split_seed: int = task_field("seed of the simple split's 80/20 draw and of the validation hold-out")
 
     def __post_init__(self) -> None:
         self.require(self.split in SCAN_SPLITS, "split", SCAN_SPLITS)
-        self.require(0 < self.val_fraction < 0.5, "val_fraction",
+        self.require(isinstance(self.val_fraction, int | float) and 0 < self.val_fraction < 0.5, "val_fraction",
                      "a number in (0, 0.5): validation is carved from the training commands")
 
     @property
@@ -267,34 +259,12 @@ class ScanTask(Seq2SeqTask):
         arrays = _encoded()
         return {k: v[rows] for k, v in arrays.items()}
 
-    def baseline_scores(self) -> dict[str, float]:
-        """The memoryless baselines on the test split (train statistics): exact match of the most
-        frequent output, per-token accuracy of the most frequent token and of the most frequent
-        token per position."""
-        return _baseline_scores(self.split, self.val_fraction, self.split_seed)
-
     @property
     def spec(self) -> TaskSpec:
-        arrays = _encoded()
-        scores = self.baseline_scores()
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=len(SOURCE_WORDS),
-            output_kind="classes",
-            output_size=len(TARGET_WORDS),
-            scored="steps",
-            seq_len=arrays["x"].shape[1],
-            chance=scores["most_frequent_output"],
-            chance_note=(
-                "exact match of the most frequent training output on the test split "
-                f"({scores['most_frequent_output']:.4f}); per token, the most frequent action scores "
-                f"{scores['most_frequent_token']:.3f} and the most frequent action per position "
-                f"{scores['most_frequent_token_per_position']:.3f} (end-of-sequence included)"),
-            default_head="seq2seq",
-            positions=arrays["y"].shape[1],
+        return self.sequence_spec(
+            self.make_split("test", len(self.indices()["test"]), 0),
             paper="Lake & Baroni 2018, Generalization without systematicity (SCAN)",
             tags=("seq2seq", "compositional", "generated"),
-            metric="exact_match",
         )
 
 
@@ -314,16 +284,3 @@ def _split_rows(split: str, val_fraction: float, seed: int) -> dict[str, np.ndar
     if primitive is not None:
         rest = with_primitive(rest, primitive)
     return {"train": rng.permutation(rest), "val": val, "test": official["test"]}
-
-
-@lru_cache(maxsize=16)
-def _baseline_scores(split: str, val_fraction: float, seed: int) -> dict[str, float]:
-    rows = _split_rows(split, val_fraction, seed)
-    arrays = _encoded()
-    train = {k: v[rows["train"]] for k, v in arrays.items()}
-    test = {k: v[rows["test"]] for k, v in arrays.items()}
-    preds = sequence_baselines(train, test)
-    return {"most_frequent_output": exact_match(preds["most_frequent_output"], test["y"]),
-            "most_frequent_token": token_accuracy(preds["most_frequent_token"], test["y"], test["mask"]),
-            "most_frequent_token_per_position": token_accuracy(
-                preds["most_frequent_token_per_position"], test["y"], test["mask"])}

@@ -1,4 +1,5 @@
-"""The array format of sequence-to-sequence tasks (SCAN, paired text) and their memoryless baselines.
+"""The array format of sequence-to-sequence tasks (SCAN, paired text), their chance levels and their
+memoryless baselines.
 
 A task whose answer is a sequence gives, per example::
 
@@ -12,10 +13,12 @@ Source and target have vocabularies of their own. The target vocabulary starts w
 asked to emit TGT_EOS after the last token; TGT_BOS is never a target. Every split of a task has
 the same S and U (the longest source and target + 1 over all splits), so one model fits all.
 
-Baselines are predictions in the format of ``y`` (so they are scored by the same code as a
-model's output): a sequence baseline writes its whole sequence then TGT_EOS then -100; a token
-baseline writes one token at every position where ``mask`` is True and -100 elsewhere (it is
-given the true length, so score it per token, never by exact match).
+Such a task names ``seq2seq`` as its head (``spec.default_head``, conf/head/seq2seq.yaml) and reports
+the generated-sequence metrics (:mod:`stm_lab.metrics.generated`), exact match first.
+
+Baselines are first written as whole predicted sequences in the format of ``y`` (a sequence, then
+TGT_EOS, then IGNORE), then turned into :class:`~stm_lab.tasks.spec.Baseline` predictions at the
+scored steps (:func:`as_baseline`), so the same metric code scores them and a model.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from stm_lab.tasks.spec import Task
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec
 
 SRC_PAD = 0
 TGT_EOS = 0
 TGT_BOS = 1
 IGNORE = -100
+# The metrics such a task reports (stm_lab.metrics.generated); exact match is the headline.
+SEQ2SEQ_METRICS = ("exact_match", "token_acc", "token_recall", "length_acc", "token_acc_pos")
 
 
 def encode_pairs(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
@@ -73,10 +78,10 @@ def target_sequences(y: np.ndarray) -> list[tuple[int, ...]]:
 
 def most_frequent_output(train_y: np.ndarray, n: int, target_len: int) -> np.ndarray:
     """Every example gets the training split's most frequent whole target sequence (ties: the
-    smallest token sequence, so the row order does not matter). The exact-match floor of a model
-    that ignores its input."""
+    smallest token sequence, so the row order does not matter), cut to fit ``target_len``. The
+    exact-match floor of a model that ignores its input."""
     counts = Counter(target_sequences(train_y))
-    best = min(counts, key=lambda seq: (-counts[seq], seq))
+    best = min(counts, key=lambda seq: (-counts[seq], seq))[:target_len - 1]
     row = np.full(target_len, IGNORE, dtype=np.int64)
     row[:len(best)] = best
     row[len(best)] = TGT_EOS
@@ -103,9 +108,9 @@ def most_frequent_token_per_position(train_y: np.ndarray, train_mask: np.ndarray
 
 
 def sequence_baselines(train: dict[str, np.ndarray], evaluate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The three memoryless baselines of a sequence-to-sequence task, as predictions for
-    ``evaluate`` in the format of its ``y``: ``most_frequent_output`` (score by exact match),
-    ``most_frequent_token`` and ``most_frequent_token_per_position`` (score per token)."""
+    """The three memoryless baselines of a sequence-to-sequence task, as predicted sequences for
+    ``evaluate`` in the format of its ``y``: ``most_frequent_output``, ``most_frequent_token`` and
+    ``most_frequent_token_per_position``."""
     n, target_len = evaluate["y"].shape
     return {
         "most_frequent_output": most_frequent_output(train["y"], n, target_len),
@@ -115,27 +120,55 @@ def sequence_baselines(train: dict[str, np.ndarray], evaluate: dict[str, np.ndar
     }
 
 
-def exact_match(pred: np.ndarray, y: np.ndarray) -> float:
-    """Share of rows whose prediction equals the target up to and including its end-of-sequence
-    (what follows it is not looked at). ``pred`` may be narrower or wider than ``y``."""
-    mask = np.arange(y.shape[1])[None, :] <= (y == TGT_EOS).argmax(1)[:, None]
-    return float(((_fit(pred, y) == y) | ~mask).all(1).mean())
+# What each baseline does, and whether it is memoryless.
+BASELINE_NOTES: dict[str, tuple[str, bool]] = {
+    "most_frequent_output": ("the most frequent training output sequence, whatever the source", True),
+    "most_frequent_token": ("the most frequent training target token at every position (it never ends "
+                            "unless that token is the end of sequence)", True),
+    "most_frequent_token_per_position": ("at each output position, the most frequent training target token "
+                                         "there (end of sequence included)", True),
+}
 
 
-def token_accuracy(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
-    """Share of scored target tokens (end-of-sequence included) predicted at their position."""
-    return float((_fit(pred, y)[mask] == y[mask]).mean())
+def as_baseline(predicted: np.ndarray, evaluate: dict[str, np.ndarray], num_classes: int, note: str,
+                memoryless: bool = True) -> Baseline:
+    """A predicted sequence per row (the format of ``y``, as wide as ``evaluate["y"]``) as a
+    :class:`Baseline`: one-hot scores at the scored steps of ``evaluate``. Where the predicted
+    sequence has already ended (IGNORE), the end of sequence is written: the metrics read anything
+    after a sequence's first end as no token."""
+    tokens = predicted[:, :evaluate["y"].shape[1]][evaluate["mask"]]
+    tokens = np.where(tokens == IGNORE, TGT_EOS, tokens)
+    preds = np.zeros((len(tokens), num_classes), dtype=np.float32)
+    preds[np.arange(len(tokens)), tokens] = 1.0
+    return Baseline(preds, note, memoryless)
 
 
-def _fit(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``pred`` cut or padded (with IGNORE, which matches no target token) to the width of ``y``."""
-    if pred.shape[1] >= y.shape[1]:
-        return pred[:, :y.shape[1]]
-    return np.pad(pred, ((0, 0), (0, y.shape[1] - pred.shape[1])), constant_values=IGNORE)
+# -- chance: a decoder that guesses --------------------------------------------------------------------
+
+
+def uniform_chance(y: np.ndarray, mask: np.ndarray, k: int) -> dict[str, float]:
+    """What a decoder scores that emits each of ``k`` tokens (the end of sequence among them) uniformly
+    at random at every step, stopping at its first end of sequence: exact match, length accuracy,
+    token accuracy and macro token recall in expectation, on the rows ``y`` / ``mask``.
+
+    At output position t it is still emitting with probability (1 - 1/k)^t and then hits the target
+    token with probability 1/k; it has the right length n with probability (1 - 1/k)^n / k."""
+    p = 1.0 / k
+    n = mask.sum(1) - 1  # target tokens before the end of sequence
+    reach = (1 - p) ** np.arange(mask.shape[1])[None, :] * p  # P(hit) at each position
+    hit = np.where(mask, reach, 0.0)
+    support = np.bincount(y[mask], minlength=k)
+    expected = np.bincount(y[mask], weights=hit[mask], minlength=k)
+    present = support > 0
+    return {"exact_match": float(np.mean(p ** (n + 1))),
+            "length_acc": float(np.mean((1 - p) ** n * p)),
+            "token_acc": float(hit.sum() / mask.sum()),
+            "token_recall": float(np.mean(expected[present] / support[present]))}
 
 
 class Seq2SeqTask(Task):
-    """Base of the tasks in the sequence-to-sequence format above: vocabularies, decoding, baselines.
+    """Base of the tasks in the sequence-to-sequence format above: vocabularies, decoding, the spec's
+    common part, baselines.
 
     Subclasses provide :attr:`source_vocabulary` and :attr:`target_vocabulary` (lists of words, the
     index of a word being its token id) and :meth:`make_split`.
@@ -145,6 +178,7 @@ class Seq2SeqTask(Task):
     TGT_EOS: ClassVar[int] = TGT_EOS  # end of sequence: the last scored target token of every row
     TGT_BOS: ClassVar[int] = TGT_BOS  # beginning of sequence: the decoder's first input, never a target
     IGNORE: ClassVar[int] = IGNORE  # y after the end of sequence
+    baseline_notes: ClassVar[dict[str, tuple[str, bool]]] = BASELINE_NOTES  # see predicted_sequences
 
     @property
     def source_vocabulary(self) -> list[str]:
@@ -163,12 +197,41 @@ class Seq2SeqTask(Task):
         """Target words of one row of ``y`` or of a decoder's output, up to the end-of-sequence."""
         words, out = self.target_vocabulary, []
         for i in np.asarray(ids).tolist():
-            if i in (TGT_EOS, IGNORE):
+            if i in (TGT_EOS, IGNORE, -1):
                 break
             out.append(words[i])
         return out
 
-    def baselines(self, train: dict[str, np.ndarray], evaluate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Memoryless baselines fitted on the arrays ``train`` and predicting for ``evaluate``
-        (both as returned by :meth:`make_split`): {name: predictions in the format of y}."""
+    def predicted_sequences(self, train: Arrays, evaluate: Arrays) -> dict[str, np.ndarray]:
+        """The baselines as whole predicted sequences in the format of ``evaluate["y"]``."""
         return sequence_baselines(train, evaluate)
+
+    def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
+        """The baselines of :meth:`predicted_sequences` fitted on ``train`` and applied to ``test``
+        (described in :attr:`baseline_notes`), scored as a decoder's output is."""
+        k = len(self.target_vocabulary)
+        return {name: as_baseline(pred, test, k, *self.baseline_notes[name])
+                for name, pred in self.predicted_sequences(train, test).items()}
+
+    def sequence_spec(self, test: Arrays, **fields) -> TaskSpec:
+        """The spec of a sequence-to-sequence task whose test split is ``test``: the seq2seq head, the
+        generated-sequence metrics with exact match as the headline, and the chance levels of a
+        decoder guessing uniformly among the target tokens it can emit (all but ``<bos>``)."""
+        k = len(self.target_vocabulary) - 1
+        return TaskSpec(
+            input_kind="tokens",
+            input_size=len(self.source_vocabulary),
+            output_kind="classes",
+            output_size=len(self.target_vocabulary),
+            scored="steps",
+            seq_len=test["x"].shape[1],
+            positions=test["y"].shape[1],
+            default_head="seq2seq",
+            metrics=SEQ2SEQ_METRICS,
+            headline="exact_match",
+            chance=uniform_chance(test["y"], test["mask"], k),
+            chance_note=(f"a decoder emitting each of the {k} target tokens (end of sequence included) "
+                         "uniformly at random, stopping at its first end of sequence, in expectation on "
+                         "the test split; the baselines say what the training statistics alone score"),
+            **fields,
+        )
