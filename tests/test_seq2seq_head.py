@@ -91,15 +91,15 @@ def test_padded_source_positions_are_never_read(make_cfg, reverse_files):
         assert torch.equal(tokens, tokens_after) and torch.allclose(scores, scores_after), attention
 
 
-@pytest.mark.parametrize("attention", ["none", "dot"])
-def test_full_teacher_forcing_in_one_call_equals_the_step_loop(make_cfg, reverse_files, attention):
+@pytest.mark.parametrize("attention", ["none", "dot", "additive"])  # additive: always the step loop
+def test_full_teacher_forcing_equals_a_plain_step_loop(make_cfg, reverse_files, attention):
     model, batch = _parts(make_cfg, reverse_files, "head.teacher_forcing=1.0", f"head.attention={attention}",
                           "cell.num_layers=2", "head.decoder_size=16")
     model.train()
     head = model.head
     head.drop.p = 0.0
     states = _encode(model, batch)
-    fast = head(states, batch).preds  # every sequence forced: one decoder call
+    fast = head(states, batch).preds  # every sequence forced: one packed call, or the shrinking loop
     memory, state = head.memory(states, batch), head.initial_state(states.final)
     y, mask = batch["y"], batch["mask"]
     token, steps = torch.full((len(y),), 1), []
@@ -175,3 +175,26 @@ def test_a_tiny_reversal_is_learned_in_seconds(make_cfg, reverse_files, tmp_path
     assert summary["chance"]["exact_match"] < 0.01
     assert len(summary["curves"]["test/token_acc_pos"]) == 6  # 5 symbols + <eos>
     assert Path(summary["output_dir"], "summary.json").exists()
+
+
+def test_mixed_teacher_forcing_equals_a_plain_loop_row_by_row(make_cfg, reverse_files):
+    """teacher_forcing=0.5: the loop over sorted, shrinking rows against an unsorted full-width loop
+    fed by the same per-sequence draw."""
+    model, batch = _parts(make_cfg, reverse_files, "head.teacher_forcing=0.5", "head.attention=additive")
+    model.train()
+    head = model.head
+    head.drop.p = 0.0
+    states = _encode(model, batch)
+    torch.manual_seed(5)
+    preds = head(states, batch).preds
+    torch.manual_seed(5)
+    forced = torch.rand(len(batch["y"])) < 0.5  # the head's first draw
+    assert forced.any() and not forced.all()
+    memory, state = head.memory(states, batch), head.initial_state(states.final)
+    y, mask = batch["y"], batch["mask"]
+    token, steps = torch.full((len(y),), 1), []
+    for t in range(int(mask.sum(1).max())):
+        logits, state = head.step(token, state, memory)
+        steps.append(logits)
+        token = torch.where(forced, y[:, t].clamp(min=0), logits.argmax(-1))
+    assert torch.allclose(preds, torch.stack(steps, 1)[mask[:, :len(steps)]], atol=1e-5)

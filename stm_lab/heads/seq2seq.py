@@ -44,6 +44,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from stm_lab.cells import CoreOutput
 from stm_lab.cells.recurrent import TorchRecurrent
@@ -72,6 +73,32 @@ class Memory(NamedTuple):
 def _positive(key: str, value: object) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ConfigError(f"head.{key}", value, "null or an integer >= 1")
+
+
+def _single_step(decoder: TorchRecurrent):
+    """torch's fused one-step kernel for the decoder's cell family, or None."""
+    module = decoder.definition.torch_module
+    if module is nn.LSTM:
+        return torch.lstm_cell
+    if module is nn.GRU:
+        return torch.gru_cell
+    if module is nn.RNN:
+        return torch.rnn_relu_cell if decoder.nonlinearity == "relu" else torch.rnn_tanh_cell
+    return None
+
+
+def _rows(state: Any, rows: torch.Tensor) -> Any:
+    """A decoder state (torch's layout: batch on dim 1; a pair for an LSTM) at ``rows``."""
+    if isinstance(state, tuple):
+        return tuple(s[:, rows] for s in state)
+    return state[:, rows]
+
+
+def _first(state: Any, k: int) -> Any:
+    """The first ``k`` rows of a decoder state, contiguous (as torch's recurrent modules want)."""
+    if isinstance(state, tuple):
+        return tuple(s[:, :k].contiguous() for s in state)
+    return state[:, :k].contiguous()
 
 
 class Seq2SeqHead(Head):
@@ -115,6 +142,7 @@ class Seq2SeqHead(Head):
         options.update(hidden_size=D, num_layers=self.decoder_layers, dropout=p, impl="fast")
         step_input = emb + (H if attention == "additive" else 0)
         self.decoder = cls(input_size=step_input, **options)
+        self._cell_fn = _single_step(self.decoder)
         self.embed = nn.Embedding(V, emb)
         self.drop = nn.Dropout(p)
 
@@ -190,11 +218,38 @@ class Seq2SeqHead(Head):
             out = torch.tanh(self.combine(torch.cat([out, context], -1)))
         return self.out(self.drop(out))
 
+    def _recur(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One step of the decoder's layers: inputs (B, in) → top output (B, D), new state.
+
+        torch's fused single-step kernels (``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) on
+        the decoder module's own weights: on a CPU a whole ``nn.LSTM`` call per token costs several
+        times more (measured in benchmarks/README.md). Dropout between layers as ``torch.nn``
+        applies it. A cell without such a kernel steps its module with a length-1 sequence."""
+        rnn = self.decoder.rnn
+        if self._cell_fn is None:
+            out, state = rnn(inputs[:, None], state)
+            return out[:, 0], state
+        h, c = state if self.cell_state else (state, None)
+        hs, cs, x = [], [], inputs
+        for k in range(self.decoder_layers):
+            w = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
+                 getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+            if c is not None:
+                x, c_k = self._cell_fn(x, (h[k], c[k]), *w)
+                cs.append(c_k)
+            else:
+                x = self._cell_fn(x, h[k], *w)
+            hs.append(x)
+            if k < self.decoder_layers - 1 and self.decoder.dropout and self.training:
+                x = F.dropout(x, self.decoder.dropout, training=True)
+        h = torch.stack(hs)
+        return x, ((h, torch.stack(cs)) if c is not None else h)
+
     def step(self, tokens: torch.Tensor, state: Any, memory: Memory) -> tuple[torch.Tensor, Any]:
         """One decoder step: previous tokens (B,) → scores (B, V) and the new state."""
         inputs, context = self._inputs(tokens[:, None], state, memory)
-        out, state = self.decoder.rnn(inputs, state)
-        return self._readout(out, context, memory)[:, 0], state
+        out, state = self._recur(inputs[:, 0], state)
+        return self._readout(out[:, None], context, memory)[:, 0], state
 
     # ------------------------------------------------------------------------- decoding
 
@@ -219,35 +274,53 @@ class Seq2SeqHead(Head):
         return torch.stack(scores, 1), torch.stack(tokens, 1)
 
     def _teacher_forced(self, states: CoreOutput, batch: Batch) -> torch.Tensor:
-        """Training: scores (B, U, V) over the batch's target window, each sequence fed the true
-        previous token (probability ``teacher_forcing``) or its own previous prediction."""
+        """Training: scores at the scored steps (N, V), in the order of ``y[mask]``. Each sequence is
+        fed the true previous token (probability ``teacher_forcing``) or its own previous prediction.
+        Only real target steps are computed: the decoder runs packed (one call) or, token by token,
+        on the rows still inside their target (longest first), as packed sequences do."""
         y, mask = batch["y"], batch["mask"]
-        U = int(mask.sum(1).max())  # the batch's longest target: one host sync per batch
-        target = y[:, :U].clamp(min=0)  # -100 past a target's end: never read at a scored step
-        B = y.shape[0]
-        bos = torch.full((B, 1), TGT_BOS, dtype=torch.long, device=y.device)
+        counts = mask.sum(1).cpu()  # target lengths on the host: one sync per batch
+        U = int(counts.max())
+        B, device = y.shape[0], y.device
+        target = y[:, :U].clamp(min=0)  # -100 past a target's end: never fed at a scored step
+        bos = torch.full((B, 1), TGT_BOS, dtype=torch.long, device=device)
         previous = torch.cat([bos, target[:, :-1]], 1)
         memory = self.memory(states, batch)
         state = self.initial_state(states.final)
+        scored = mask[:, :U]
         forced = torch.rand(B) < self.teacher_forcing  # drawn on the host: no device sync to branch
         if bool(forced.all()) and self.attention != "additive":  # the whole target in one call
             inputs, _ = self._inputs(previous, state, memory)
-            out, _ = self.decoder.rnn(inputs, state)
-            return self._readout(out, None, memory)
-        forced = forced.to(y.device, non_blocking=True)
-        token, scores = previous[:, 0], []
-        for t in range(U):
-            if t:
-                token = torch.where(forced, previous[:, t], scores[-1].detach().argmax(-1))
-            logits, state = self.step(token, state, memory)
-            scores.append(logits)
-        return torch.stack(scores, 1)
+            packed = pack_padded_sequence(inputs, counts.clamp(min=1), batch_first=True, enforce_sorted=False)
+            out, _ = self.decoder.rnn(packed, state)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=U)
+            return self._readout(out, None, memory)[scored]
+
+        order = torch.argsort(counts, descending=True, stable=True)
+        active = (counts[order][None, :] > torch.arange(U)[:, None]).sum(1).tolist()  # rows alive at t
+        rows = order.to(device, non_blocking=True)
+        previous, forced = previous[rows], forced[order].to(device, non_blocking=True)
+        memory = Memory(*(None if m is None else m[rows] for m in memory))
+        state = _rows(state, rows)
+        steps: list[torch.Tensor] = []
+        for t, k in enumerate(active):
+            if k < (steps[-1].shape[0] if steps else B):
+                state = _first(state, k)
+            token = previous[:k, 0] if t == 0 else \
+                torch.where(forced[:k], previous[:k, t], steps[-1][:k].detach().argmax(-1))
+            here = Memory(memory.states[:k], None if memory.keys is None else memory.keys[:k], memory.source[:k])
+            logits, state = self.step(token, state, here)
+            steps.append(logits)
+        # steps are time-major over the sorted rows: row r's step t sits at offset[t] + rank[r].
+        offset = torch.tensor([0, *active[:-1]], device=device).cumsum(0)
+        rank = torch.empty(B, dtype=torch.long, device=device)
+        rank[rows] = torch.arange(B, device=device)
+        return torch.cat(steps)[(offset[None, :] + rank[:, None])[scored]]
 
     def forward(self, states: CoreOutput, batch: Batch) -> Scored:
         y, mask = batch["y"], batch["mask"]
         if self.training:
-            scores = self._teacher_forced(states, batch)
-            return Scored(scores[mask[:, :scores.shape[1]]], y[mask], mask)
+            return Scored(self._teacher_forced(states, batch), y[mask], mask)
         scores, tokens = self.generate(states, batch)
         U, L = y.shape[1], scores.shape[1]
         if L >= U:
