@@ -113,9 +113,9 @@ def bare(model, steps: int):
     @torch.no_grad()
     def decode(batch) -> None:
         states = run_core(model.core, model.encoder(batch["x"]), batch["length"])
-        state = head.initial_state(states.final)
-        h = list(state[0] if head.cell_state else state)
-        c = list(state[1]) if head.cell_state else None
+        state = head.initial_state(states.final)  # one entry per layer: h, or (h, c)
+        h = [layer[0] for layer in state] if head.cell_state else list(state)
+        c = [layer[1] for layer in state] if head.cell_state else None
         token = torch.full((len(batch["x"]),), TGT_BOS, dtype=torch.long, device=batch["x"].device)
         ended = torch.zeros_like(token, dtype=torch.bool)
         for t in range(steps):

@@ -23,9 +23,11 @@ its last real token.
   and read out with the new state).
 - **Training**: each sequence is teacher-forced (fed the true previous token) with probability
   ``teacher_forcing``, else fed its own previous prediction — per sequence, as Lake & Baroni's
-  trials were (half of them with 0.5). The decoder runs to the batch's longest target (one host
-  sync per batch). When every sequence of a batch is teacher-forced and the attention does not feed
-  the step, the whole target runs through the decoder in one call (cuDNN on a GPU).
+  trials were (half of them with 0.5). Only real target steps are computed (the target lengths come
+  to the host once per batch): when every sequence of a batch is teacher-forced and the attention
+  does not feed the step, the whole target runs through the decoder in one packed call (cuDNN on a
+  GPU); otherwise the decoder steps token by token on the rows still inside their target, with
+  torch's fused one-step kernels on the decoder module's own weights.
 - **Validation and test**: greedy decoding (:meth:`Seq2SeqHead.generate`), which reads only the
   source and the core's states, never the targets: up to ``max_length`` tokens (null: the task's
   longest target + 1), stopping once every sequence has emitted its end of sequence (checked every
@@ -87,18 +89,14 @@ def _single_step(decoder: TorchRecurrent):
     return None
 
 
-def _rows(state: Any, rows: torch.Tensor) -> Any:
-    """A decoder state (torch's layout: batch on dim 1; a pair for an LSTM) at ``rows``."""
-    if isinstance(state, tuple):
-        return tuple(s[:, rows] for s in state)
-    return state[:, rows]
+# Inside the decoder loops the state is a list with one entry per layer: h (B, D), or (h, c) for a
+# cell with a cell state. Rows are on dim 0, so selecting rows is a view, and no per-step stacking.
+Layers = list
 
 
-def _first(state: Any, k: int) -> Any:
-    """The first ``k`` rows of a decoder state, contiguous (as torch's recurrent modules want)."""
-    if isinstance(state, tuple):
-        return tuple(s[:, :k].contiguous() for s in state)
-    return state[:, :k].contiguous()
+def _rows(layers: Layers, rows: torch.Tensor | slice) -> Layers:
+    """The state of the rows ``rows`` (indices, or a slice such as the first k)."""
+    return [tuple(s[rows] for s in layer) if isinstance(layer, tuple) else layer[rows] for layer in layers]
 
 
 class Seq2SeqHead(Head):
@@ -143,6 +141,8 @@ class Seq2SeqHead(Head):
         step_input = emb + (H if attention == "additive" else 0)
         self.decoder = cls(input_size=step_input, **options)
         self._cell_fn = _single_step(self.decoder)
+        self._weights = [tuple(f"{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                         for k in range(self.decoder_layers)]
         self.embed = nn.Embedding(V, emb)
         self.drop = nn.Dropout(p)
 
@@ -166,18 +166,29 @@ class Seq2SeqHead(Head):
 
     # ----------------------------------------------------------------------------- pieces
 
-    def initial_state(self, final: Any) -> Any:
-        """The decoder's initial state from the core's final state (torch's layout)."""
-        if not self.bridged:
-            return final
+    def initial_state(self, final: Any) -> Layers:
+        """The decoder's initial state, per layer, from the core's final state (torch's layout:
+        ``h_n`` (L, B, H), or ``(h_n, c_n)``)."""
         h, c = final if self.cell_state else (final, None)
-        B, L, D = h.shape[1], self.decoder_layers, self.decoder_size
+        if self.bridged:
+            B, L, D = h.shape[1], self.decoder_layers, self.decoder_size
 
-        def spread(x: torch.Tensor) -> torch.Tensor:  # (B, L*D) → (L, B, D)
-            return x.view(B, L, D).transpose(0, 1).contiguous()
+            def spread(x: torch.Tensor) -> torch.Tensor:  # (B, L*D) → (L, B, D)
+                return x.view(B, L, D).transpose(0, 1)
 
-        h0 = spread(torch.tanh(self.bridge(h[-1])))
-        return (h0, spread(self.bridge_cell(c[-1]))) if self.cell_state else h0
+            h = spread(torch.tanh(self.bridge(h[-1])))
+            c = spread(self.bridge_cell(c[-1])) if self.cell_state else None
+        return [(h[k], c[k]) if self.cell_state else h[k] for k in range(self.decoder_layers)]
+
+    def _torch_state(self, layers: Layers) -> Any:
+        """Per-layer state → torch's layout, for the decoder's ``torch.nn`` module."""
+        if self.cell_state:
+            return (torch.stack([h for h, _ in layers]).contiguous(), torch.stack([c for _, c in layers]).contiguous())
+        return torch.stack(layers).contiguous()
+
+    def _layers(self, state: Any) -> Layers:
+        h, c = state if self.cell_state else (state, None)
+        return [(h[k], c[k]) if self.cell_state else h[k] for k in range(self.decoder_layers)]
 
     def memory(self, states: CoreOutput, batch: Batch) -> Memory:
         if "length" not in batch:
@@ -194,62 +205,65 @@ class Seq2SeqHead(Head):
         weights = scores.masked_fill(~memory.source[:, None, :], float("-inf")).softmax(-1)
         return torch.bmm(weights, memory.states)
 
-    def _top(self, state: Any) -> torch.Tensor:
-        h = state[0] if self.cell_state else state
-        return h[-1]
+    def _top(self, layers: Layers) -> torch.Tensor:
+        return layers[-1][0] if self.cell_state else layers[-1]
 
-    def _inputs(self, tokens: torch.Tensor, state: Any, memory: Memory) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tokens (B, T) → the decoder's step inputs (B, T, in), and the additive context if any."""
-        e = self.drop(self.embed(tokens))
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(x) if self.training and self.drop.p else x  # no call at all when idle
+
+    def _inputs(self, tokens: torch.Tensor, state: Layers, memory: Memory) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens (B,) or (B, T) → the decoder's inputs (B[, T], in), and the additive context if any
+        (additive attention: one step, tokens (B,))."""
+        e = self._dropout(self.embed(tokens))
         if self.attention != "additive":
             return e, None
-        q = self.query(self._top(state))[:, None, None, :]  # (B, 1, 1, D)
-        scores = self.score(torch.tanh(q + memory.keys[:, None])).squeeze(-1)  # (B, 1, S)
-        context = self._attend(scores, memory)
+        q = self.query(self._top(state))[:, None, :]  # (B, 1, D)
+        scores = self.score(torch.tanh(q + memory.keys)).transpose(1, 2)  # (B, 1, S)
+        context = self._attend(scores, memory)[:, 0]
         return torch.cat([e, context], -1), context
 
     def _readout(self, out: torch.Tensor, context: torch.Tensor | None, memory: Memory) -> torch.Tensor:
-        """Decoder outputs (B, T, D) → scores over the target tokens (B, T, V)."""
+        """Decoder outputs (B[, T], D) → scores over the target tokens (B[, T], V)."""
         if self.attention == "additive":
-            return self.out(self.drop(torch.cat([out, context], -1)))
+            return self.out(self._dropout(torch.cat([out, context], -1)))
         if self.attention == "dot":
+            one = out.dim() == 2
+            query = out[:, None] if one else out
             keys = memory.states if memory.keys is None else memory.keys
-            context = self._attend(torch.bmm(out, keys.transpose(1, 2)), memory)
-            out = torch.tanh(self.combine(torch.cat([out, context], -1)))
-        return self.out(self.drop(out))
+            context = self._attend(torch.bmm(query, keys.transpose(1, 2)), memory)
+            out = torch.tanh(self.combine(torch.cat([out, context[:, 0] if one else context], -1)))
+        return self.out(self._dropout(out))
 
-    def _recur(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    def _recur(self, inputs: torch.Tensor, layers: Layers) -> tuple[torch.Tensor, Layers]:
         """One step of the decoder's layers: inputs (B, in) → top output (B, D), new state.
 
         torch's fused single-step kernels (``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) on
-        the decoder module's own weights: on a CPU a whole ``nn.LSTM`` call per token costs several
-        times more (measured in benchmarks/README.md). Dropout between layers as ``torch.nn``
+        the decoder module's own weights: on a CPU a whole ``nn.LSTM`` call per token costs about
+        twice as much in training (benchmarks/README.md). Dropout between layers as ``torch.nn``
         applies it. A cell without such a kernel steps its module with a length-1 sequence."""
         rnn = self.decoder.rnn
         if self._cell_fn is None:
-            out, state = rnn(inputs[:, None], state)
-            return out[:, 0], state
-        h, c = state if self.cell_state else (state, None)
-        hs, cs, x = [], [], inputs
-        for k in range(self.decoder_layers):
-            w = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
-                 getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
-            if c is not None:
-                x, c_k = self._cell_fn(x, (h[k], c[k]), *w)
-                cs.append(c_k)
+            out, state = rnn(inputs[:, None], self._torch_state(layers))
+            return out[:, 0], self._layers(state)
+        new, x = [], inputs
+        for k, layer in enumerate(layers):
+            w = self._weights[k]
+            if self.cell_state:
+                h, c = self._cell_fn(x, layer, *(getattr(rnn, name) for name in w))
+                new.append((h, c))
             else:
-                x = self._cell_fn(x, h[k], *w)
-            hs.append(x)
-            if k < self.decoder_layers - 1 and self.decoder.dropout and self.training:
+                h = self._cell_fn(x, layer, *(getattr(rnn, name) for name in w))
+                new.append(h)
+            x = h
+            if k < len(layers) - 1 and self.decoder.dropout and self.training:
                 x = F.dropout(x, self.decoder.dropout, training=True)
-        h = torch.stack(hs)
-        return x, ((h, torch.stack(cs)) if c is not None else h)
+        return h, new
 
-    def step(self, tokens: torch.Tensor, state: Any, memory: Memory) -> tuple[torch.Tensor, Any]:
+    def step(self, tokens: torch.Tensor, state: Layers, memory: Memory) -> tuple[torch.Tensor, Layers]:
         """One decoder step: previous tokens (B,) → scores (B, V) and the new state."""
-        inputs, context = self._inputs(tokens[:, None], state, memory)
-        out, state = self._recur(inputs[:, 0], state)
-        return self._readout(out[:, None], context, memory)[:, 0], state
+        inputs, context = self._inputs(tokens, state, memory)
+        out, state = self._recur(inputs, state)
+        return self._readout(out, context, memory), state
 
     # ------------------------------------------------------------------------- decoding
 
@@ -261,17 +275,17 @@ class Seq2SeqHead(Head):
         state = self.initial_state(states.final)
         B = memory.states.shape[0]
         token = torch.full((B,), TGT_BOS, dtype=torch.long, device=memory.states.device)
-        ended = torch.zeros(B, dtype=torch.bool, device=token.device)
         scores, tokens = [], []
         for t in range(steps):
             logits, state = self.step(token, state, memory)
             token = logits.argmax(-1)
             scores.append(logits)
-            tokens.append(token.masked_fill(ended, NO_TOKEN))
-            ended = ended | (token == TGT_EOS)
-            if (t + 1) % CHECK_EVERY == 0 and bool(ended.all()):  # one host sync per CHECK_EVERY tokens
-                break
-        return torch.stack(scores, 1), torch.stack(tokens, 1)
+            tokens.append(token)
+            if (t + 1) % CHECK_EVERY == 0 and bool((torch.stack(tokens, 1) == TGT_EOS).any(1).all()):
+                break  # every sequence has ended: one host sync per CHECK_EVERY tokens
+        out = torch.stack(tokens, 1)
+        eos = (out == TGT_EOS).long()
+        return torch.stack(scores, 1), out.masked_fill(eos.cumsum(1) - eos > 0, NO_TOKEN)
 
     def _teacher_forced(self, states: CoreOutput, batch: Batch) -> torch.Tensor:
         """Training: scores at the scored steps (N, V), in the order of ``y[mask]``. Each sequence is
@@ -292,7 +306,7 @@ class Seq2SeqHead(Head):
         if bool(forced.all()) and self.attention != "additive":  # the whole target in one call
             inputs, _ = self._inputs(previous, state, memory)
             packed = pack_padded_sequence(inputs, counts.clamp(min=1), batch_first=True, enforce_sorted=False)
-            out, _ = self.decoder.rnn(packed, state)
+            out, _ = self.decoder.rnn(packed, self._torch_state(state))
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=U)
             return self._readout(out, None, memory)[scored]
 
@@ -305,7 +319,7 @@ class Seq2SeqHead(Head):
         steps: list[torch.Tensor] = []
         for t, k in enumerate(active):
             if k < (steps[-1].shape[0] if steps else B):
-                state = _first(state, k)
+                state = _rows(state, slice(0, k))
             token = previous[:k, 0] if t == 0 else \
                 torch.where(forced[:k], previous[:k, t], steps[-1][:k].detach().argmax(-1))
             here = Memory(memory.states[:k], None if memory.keys is None else memory.keys[:k], memory.source[:k])

@@ -42,11 +42,11 @@ set, not left to chance. Numbers on this data are comparable with each other, no
 files.
 
 Regime: Weston's "1k" -- 1,000 training questions (``conf/data/babi.yaml``: n_train=1000, 1,000
-test questions as in v1.2, 100 validation questions drawn separately). Chance: 1/6. Memoryless
-baselines (:meth:`BabiTask.baselines`): the majority answer of the training split, and the place
-named last in the story before the question ("last-mentioned location"; in task 1 that is the place
-of the last statement; in task 2 the last statement may name no place, and the last place named is
-used).
+test questions as in v1.2, 100 validation questions drawn separately). Chance: 1/6. Baselines
+(:meth:`BabiTask.baselines`): the majority answer of the training split, and the place named last in
+the story before the question ("last-mentioned location"; in task 1 that is the place of the last
+statement; in task 2 the last statement may name no place, and the last place named is used). The
+latter keeps one word and binds nothing: a weak-memory floor, marked as not memoryless.
 
 Published reference, 1k training questions, answers only (weak supervision): an LSTM reading the
 story and question as one stream scores about 50% on task 1 and 20% on task 2 (Weston et al. 2015,

@@ -18,10 +18,10 @@ end-of-sequence comes after, so ``y`` has max_target_length + 1 columns at most)
 Splits without a file of their own (``val_split: null`` / ``test_split: null``) are carved from
 the training split with ``split_seed``; the run seed does not change the data.
 
-Memoryless baselines (:meth:`PairsTask.baselines`): the most frequent training target (exact
-match), the most frequent target token and the most frequent token per position (per token), and
-copying the source into the target vocabulary (``copy_source``; a real baseline where source and
-target share a language, as in summarisation).
+Baselines (:meth:`PairsTask.baselines`, scored by the generated-sequence metrics): the most frequent
+training target, the most frequent target token, the most frequent token per position, and copying
+the source into the target vocabulary (``copy_source``; a real floor where source and target share a
+language, as in summarisation; it reads the whole source, so it is not memoryless).
 """
 
 from __future__ import annotations
