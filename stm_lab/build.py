@@ -98,14 +98,20 @@ def resolve_head(head: Mapping[str, Any], spec: TaskSpec) -> dict[str, Any]:
     return {**node, **{k: v for k, v in head.items() if k != "_target_"}}
 
 
-def build_head(head: Mapping[str, Any], hidden_size: int, spec: TaskSpec) -> Head:
+def build_head(head: Mapping[str, Any], hidden_size: int, spec: TaskSpec,
+               cell: Mapping[str, Any] | None = None) -> Head:
+    """The head, given the core's ``hidden_size``, the task's ``spec`` and, if it asks for it
+    (``needs_cell_config``), the run's ``cell`` section."""
     head = resolve_head(_plain(head), spec)
     target = locate("head._target_", head["_target_"], "a head class, e.g. stm_lab.heads.PerStepHead")
     if not (inspect.isclass(target) and issubclass(target, Head)):
         raise ConfigError("head._target_", head["_target_"], hint="not a subclass of stm_lab.heads.Head")
     options = {k: v for k, v in head.items() if k != "_target_"}
-    check_section("head", options, [(target, ("hidden_size", "spec"))])
-    return target(hidden_size=hidden_size, spec=spec, **options)
+    supplied = {"hidden_size": hidden_size, "spec": spec}
+    if target.needs_cell_config:
+        supplied["cell_config"] = dict(_plain(cell) or {})
+    check_section("head", options, [(target, tuple(supplied))])
+    return target(**supplied, **options)
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -134,7 +140,7 @@ def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None =
     if cfg.get("compile"):
         # In place: the state dict keeps its keys, so checkpoints stay interchangeable.
         core.compile()
-    head = build_head(cfg.head, core.hidden_size, spec)
+    head = build_head(cfg.head, core.hidden_size, spec, cfg.cell)
     # Resolved first: a factory called later (configure_optimizers) has no root to resolve
     # interpolations such as ${trainer.max_epochs} against.
     scheduler = instantiate(_plain(cfg.scheduler)) if cfg.get("scheduler") else None

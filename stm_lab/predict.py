@@ -36,7 +36,9 @@ def predict(run: LoadedRun, inputs: Iterable[Any]) -> Iterator[dict[str, Any]]:
         with torch.no_grad():
             scored = run.model(batch)
         out: dict[str, Any] = {"input": item}
-        if spec.is_classification:
+        if scored.tokens is not None:  # a generating head: the sequence it decoded
+            out["output"] = task.decode_sequence(scored.tokens.numpy())
+        elif spec.is_classification:
             probs = scored.preds.softmax(-1)
             labels = task.decode(probs.argmax(-1).numpy())
             out["prediction"] = labels[0] if spec.scored == "one" else labels

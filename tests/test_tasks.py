@@ -25,7 +25,13 @@ TINY_PARAMS = {
     "memory_capacity": {"max_delay": 4, "length": 12, "washout": 4},
     "seq_digits": {"mode": "rows", "permute": True},
     "text": {"text_column": "text", "test_split": None, "val_fraction": 0.2, "test_fraction": 0.2},
+    "scan": {"split": "add_jump"},
+    "babi": {"qa": 2, "distractors": 1, "context_max": 2, "gap_max": 1},
+    # The text file's review -> label columns serve as a (tiny) paired-text set.
+    "pairs": {"source_column": "text", "target_column": "label", "test_split": None, "val_fraction": 0.2,
+              "test_fraction": 0.2},
 }
+FIXED_DATA = ("seq_digits", "text", "scan", "pairs")  # real data or a fixed set: the run seed does not change it
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,7 @@ def text_file(tmp_path_factory) -> str:
 
 def make(name: str, text_file: str):
     params = dict(TINY_PARAMS[name])
-    if name == "text":
+    if name in ("text", "pairs"):
         params.update(dataset=None, data_files=text_file)
     return api.task(name, **params)
 
@@ -67,7 +73,7 @@ def test_same_seed_same_splits(name, text_file, tmp_path):
     # Train and test never hold the same data (disjoint seed streams, or disjoint partitions).
     assert a.tensors("train")["x"].shape[1:] == a.tensors("test")["x"].shape[1:]
     assert not (a.tensors("train")["x"][:16] == a.tensors("test")["x"]).all()
-    if name not in ("seq_digits", "text"):  # generated: another seed, other data
+    if name not in FIXED_DATA:  # generated: another seed, other data
         c = module(task, 40, 16, 16, 8, seed=4)
         assert not (c.tensors("train")["x"] == a.tensors("train")["x"]).all()
 
@@ -78,7 +84,10 @@ def test_batches_match_the_spec(name, text_file):
     spec = task.spec
     d = task.make_split("train", 32, seed=0)
     x, y, mask = d["x"], d["y"], d["mask"]
-    assert x.shape[:2] == mask.shape == (len(x), spec.seq_len)
+    if spec.default_head == "seq2seq":  # source and target have lengths of their own
+        assert x.shape == (len(x), spec.seq_len) and y.shape == mask.shape == (len(x), spec.positions)
+    else:
+        assert x.shape[:2] == mask.shape == (len(x), spec.seq_len)
     if spec.input_kind == "tokens":
         assert x.dtype == np.int64 and x.min() >= 0 and x.max() < spec.input_size
     else:

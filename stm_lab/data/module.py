@@ -78,6 +78,7 @@ class MemoryDataModule(pl.LightningDataModule):
             raise ConfigError("data.regime", regime, ["fixed"],
                               hint=f"{task.name or type(task).__name__} reads a fixed set: there is nothing to draw fresh")
         self.task, self.seed, self.cache_dir, self.regime = task, seed, cache_dir, regime
+        self.data_seed = task.draw_seed(seed)  # the run's seed, unless the task fixes its data
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         self.batch_size, self.on_device = batch_size, on_device
         self._tensors: dict[str, dict[str, torch.Tensor]] = {}
@@ -97,7 +98,7 @@ class MemoryDataModule(pl.LightningDataModule):
         else:
             digest = hashlib.sha256(np.sort(exclude).tobytes()).hexdigest()[:16] if exclude is not None else None
             ds = materialise(self.task, split, n, self.seed, self.cache_dir,
-                             make=lambda: draw_excluding(self.task, n, split_rng(self.seed, split), exclude, split),
+                             make=lambda: draw_excluding(self.task, n, split_rng(self.data_seed, split), exclude, split),
                              extra={"held_out": digest} if digest else None)
         return {k: torch.from_numpy(v) for k, v in ds.with_format("numpy")[:].items()}
 
@@ -119,7 +120,7 @@ class MemoryDataModule(pl.LightningDataModule):
         """Epoch ``epoch``'s training sequences in the fresh regime: drawn from their own seed
         stream, none of them a validation or test item. The last epoch's are kept."""
         if self._epoch is None or self._epoch[0] != epoch:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLITS.index("train"), _FRESH, epoch]))
+            rng = np.random.default_rng(np.random.SeedSequence([self.data_seed, SPLITS.index("train"), _FRESH, epoch]))
             arrays = draw_excluding(self.task, self.sizes["train"], rng, self._held_out, "train")
             device = self._device()
             self._epoch = (epoch, {k: torch.from_numpy(v).to(device) for k, v in arrays.items()})

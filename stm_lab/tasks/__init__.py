@@ -4,10 +4,13 @@
 from stm_lab.tasks import (  # noqa: F401
     adding,
     associative_recall,
+    babi,
     copy,
     dms,
     memory_capacity,
     nback,
+    pairs,
+    scan,
     seq_digits,
     serial_recall,
     text,

@@ -115,7 +115,12 @@ class Task:
         """The arrays of one split. Generated tasks draw ``n`` sequences from the split's own
         seed stream; tasks on real data override this to load, partition and encode their
         data (``n`` is then an upper bound on the split's size)."""
-        return self.generate(n, split_rng(seed, split))
+        return self.generate(n, split_rng(self.draw_seed(seed), split))
+
+    def draw_seed(self, run_seed: int) -> int:
+        """The seed the task's data are drawn from: the run's, unless the task fixes its own (so
+        that every run sees the same data, whatever its seed)."""
+        return run_seed
 
     def fingerprint(self) -> dict[str, Any]:
         """Anything besides the parameters that decides the data (e.g. a local file's size and
