@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,11 +37,10 @@ from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.seq2seq import BASELINE_NOTES, IGNORE, TGT_EOS, Seq2SeqTask, encode_pairs
 from stm_lab.tasks.spec import SPLITS, Arrays, TaskSpec, task_field
 from stm_lab.tasks.text import (
+    TextFilesTask,
     build_vocabulary,
-    files_fingerprint,
     holdout_indices,
     load_raw,
-    local_files,
     require_columns,
     require_splits,
     text_column,
@@ -55,7 +53,7 @@ TARGET_SPECIALS = ("<eos>", "<bos>", "<unk>")
 
 @TASKS.register("pairs")
 @dataclass(frozen=True)
-class PairsTask(Seq2SeqTask):
+class PairsTask(Seq2SeqTask, TextFilesTask):
     SRC_UNK: ClassVar[int] = 1  # a source token not in the source vocabulary
     TGT_UNK: ClassVar[int] = 2  # a target token not in the target vocabulary (a real target: scored)
     baseline_notes: ClassVar[dict[str, tuple[str, bool]]] = {
@@ -65,43 +63,22 @@ class PairsTask(Seq2SeqTask):
                         False),
     }
 
-    dataset: str | None = task_field("hub dataset name; null: use data_files")
     dataset_config: str | None = task_field("the hub dataset's configuration (e.g. a language pair: de-en)")
-    data_files: Any = task_field("local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
     source_column: str = task_field("column of the source text (a.b: field b of column a)")
     target_column: str = task_field("column of the target text (a.b: field b of column a)")
-    train_split: str = task_field("split (or data_files key) to train on and build the vocabularies from")
-    val_split: str | None = task_field("validation split; null: carve val_fraction off the training split")
-    test_split: str | None = task_field("test split; null: carve test_fraction off the training split")
-    val_fraction: float = task_field("share of the training split held out when val_split is null")
-    test_fraction: float = task_field("share of the training split held out when test_split is null")
-    split_seed: int = task_field("seed of those hold-outs (fixed across runs)")
     source_vocab_size: int = task_field("at most this many source tokens, <pad> and <unk> included")
     target_vocab_size: int = task_field("at most this many target tokens, <eos> <bos> <unk> included")
-    min_count: int = task_field("a token enters a vocabulary if seen this often in training")
     max_source_length: int = task_field("sources are truncated to this many tokens")
     max_target_length: int = task_field("targets are truncated to this many tokens (before the <eos>)")
-    lowercase: bool = task_field("lower-case before tokenising")
 
     def __post_init__(self) -> None:
-        self.require(bool(self.dataset) != bool(self.data_files), "data_files",
-                     "exactly one of data.dataset (a hub name) and data.data_files (local files)")
+        super().__post_init__()
         self.require(self.source_vocab_size >= 3, "source_vocab_size", "an integer >= 3")
         self.require(self.target_vocab_size >= 4, "target_vocab_size", "an integer >= 4")
-        self.require(self.min_count >= 1, "min_count", "an integer >= 1")
         self.require(self.max_source_length >= 1, "max_source_length", "an integer >= 1")
         self.require(self.max_target_length >= 1, "max_target_length", "an integer >= 1")
-        self.require(0 <= self.val_fraction < 1, "val_fraction", "a number in [0, 1)")
-        self.require(0 <= self.test_fraction < 1 - self.val_fraction, "test_fraction",
-                     f"a number in [0, {1 - self.val_fraction:g})")
 
     # -- where the data come from --------------------------------------------------------------------
-
-    def files(self) -> dict[str, Path]:
-        return local_files(self.data_files, self.train_split)
-
-    def fingerprint(self) -> dict[str, Any]:
-        return files_fingerprint(self.files())
 
     def _texts(self, ds: Any, column: str, key: str, where: str) -> list[str]:
         """The strings of a column, or of field b of column a for ``a.b``."""

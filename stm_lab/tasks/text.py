@@ -142,43 +142,53 @@ def holdout_indices(n: int, val_fraction: float, test_fraction: float, seed: int
     return {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
 
 
-@TASKS.register("text")
 @dataclass(frozen=True)
-class TextClassificationTask(Task):
+class TextFilesTask(Task):
+    """What every task on text files or a hub dataset shares (text, pairs): where the data come
+    from, which splits to use or carve, and the vocabulary's count threshold and case."""
+
     held_out = False  # a fixed dataset: its overlap is measured, not removed
 
     dataset: str | None = task_field("hub dataset name (e.g. stanfordnlp/imdb); null: use data_files")
     data_files: Any = task_field("local file, or {split name: file}; .csv .tsv .json .jsonl .parquet")
-    text_column: str = task_field("column holding the text")
-    label_column: str = task_field("column holding the label (integer or class name)")
     train_split: str = task_field("split (or data_files key) to train on and build the vocabulary from")
     val_split: str | None = task_field("validation split; null: carve val_fraction off the training split")
     test_split: str | None = task_field("test split; null: carve test_fraction off the training split")
     val_fraction: float = task_field("share of the training split held out when val_split is null")
     test_fraction: float = task_field("share of the training split held out when test_split is null")
     split_seed: int = task_field("seed of those hold-outs (fixed across runs)")
-    vocab_size: int = task_field("at most this many tokens, padding and unknown included")
-    min_count: int = task_field("a token enters the vocabulary if seen this often in training")
-    max_length: int = task_field("texts are truncated to this many tokens")
+    min_count: int = task_field("a token enters a vocabulary if seen this often in training")
     lowercase: bool = task_field("lower-case before tokenising")
 
     def __post_init__(self) -> None:
         self.require(bool(self.dataset) != bool(self.data_files), "data_files",
                      "exactly one of data.dataset (a hub name) and data.data_files (local files)")
-        self.require(self.vocab_size >= 3, "vocab_size", "an integer >= 3")
         self.require(self.min_count >= 1, "min_count", "an integer >= 1")
-        self.require(self.max_length >= 1, "max_length", "an integer >= 1")
         self.require(0 <= self.val_fraction < 1, "val_fraction", "a number in [0, 1)")
         self.require(0 <= self.test_fraction < 1 - self.val_fraction, "test_fraction",
                      f"a number in [0, {1 - self.val_fraction:g})")
-
-    # -- where the data come from -------------------------------------------------------------
 
     def files(self) -> dict[str, Path]:
         return local_files(self.data_files, self.train_split)
 
     def fingerprint(self) -> dict[str, Any]:
         return files_fingerprint(self.files())
+
+
+@TASKS.register("text")
+@dataclass(frozen=True)
+class TextClassificationTask(TextFilesTask):
+    text_column: str = task_field("column holding the text")
+    label_column: str = task_field("column holding the label (integer or class name)")
+    vocab_size: int = task_field("at most this many tokens, padding and unknown included")
+    max_length: int = task_field("texts are truncated to this many tokens")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(self.vocab_size >= 3, "vocab_size", "an integer >= 3")
+        self.require(self.max_length >= 1, "max_length", "an integer >= 1")
+
+    # -- where the data come from -------------------------------------------------------------
 
     def _load(self) -> dict[str, tuple[Any, str]]:
         """Raw splits by name, each with a description for error messages (its file)."""
