@@ -13,6 +13,9 @@ def main() -> None:
         from stm_lab.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:]))
+    from stm_lab.threads import prepare_wait_policy
+
+    prepare_wait_policy()  # before torch loads: OpenMP reads its wait policy only then
     from stm_lab.run import main as run_main
 
     run_main()

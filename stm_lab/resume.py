@@ -17,7 +17,7 @@ from stm_lab.errors import ConfigError
 from stm_lab.summary import read_summary
 
 # Keys that change how a job is started, not what it computes.
-RUN_CONTROL_KEYS = ("skip_completed", "ckpt_path")
+RUN_CONTROL_KEYS = ("skip_completed", "ckpt_path", "runtime")  # runtime: CPU threads (stm_lab/threads.py)
 # Statuses a run resumes from automatically: it stopped on a signal, or died without a word.
 RESUMABLE = ("interrupted", "running")
 

@@ -29,6 +29,7 @@ from stm_lab.metrics import metric_curves
 from stm_lab.model import InputEncoder, MemoryModel
 from stm_lab.resume import is_completed, previous_summary, resume_checkpoint
 from stm_lab.summary import SUMMARY, TRACEBACK, git_commit, library_versions, write_json_atomic
+from stm_lab.threads import apply_thread_policy
 from stm_lab.validation import instantiate_checked, validate
 
 
@@ -115,6 +116,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return previous
     try:
         validate(cfg)  # every config error, before any data or training
+        base["threads"] = apply_thread_policy(cfg)  # CPU threads for this run, and why (stm_lab/threads.py)
         ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), previous, config, checkpoint_dir(cfg))
     except (ConfigError, DataError) as e:  # a task may check its data file when it is built
         record("failed", reason=f"{'config' if isinstance(e, ConfigError) else 'data'} error: {e}")
