@@ -262,22 +262,22 @@ def table(summary: list[dict[str, Any]], policies: list[str], loads: list[int]) 
         if not points:
             continue
         lines += ["", f"### {what} ({unit}): median [min–max], and loaded / idle median", ""]
+        busy = [n for n in loads if n] if 0 in loads else []  # ratio columns need the idle one
         head = "| point | policy | " + " | ".join(f"{n} competing" for n in loads)
-        head += " | " + " | ".join(f"{n}/0" for n in loads if n) + " |"
-        lines += [head, "|" + "---|" * (2 + len(loads) + sum(1 for n in loads if n))]
+        head += "".join(f" | {n}/0" for n in busy) + " |"
+        lines += [head, "|" + "---|" * (2 + len(loads) + len(busy))]
         for point in points:
             for policy in policies:
                 cells = []
                 for n in loads:
                     s = by.get((what, point, policy, n))
                     cells.append(f"{s['median']:.4g} [{s['min']:.4g}–{s['max']:.4g}]" if s else "–")
-                ratios = []
                 idle = by.get((what, point, policy, 0))
-                for n in loads:
-                    if n:
-                        s = by.get((what, point, policy, n))
-                        ratios.append(f"{s['median'] / idle['median']:.2f}" if s and idle else "–")
-                lines.append(f"| {point} | {policy} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+                ratios = []
+                for n in busy:
+                    s = by.get((what, point, policy, n))
+                    ratios.append(f"{s['median'] / idle['median']:.2f}" if s and idle else "–")
+                lines.append(f"| {point} | {policy} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 

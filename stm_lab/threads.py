@@ -5,35 +5,38 @@ products, so a training step is hundreds of short OpenMP parallel regions. How t
 those regions wait for each other decides the speed more than the arithmetic does:
 
 - torch's CPU build uses GNU OpenMP (libgomp). By default an idle worker thread spins for a
-  while (~10 ms on the development machine) before it sleeps. When another process competes for
-  the cores, a spinning thread burns the core that its team-mate needs, and every region waits
-  for the slowest thread: measured, the default two threads on two cores made training 8-17x
-  slower with other work on the machine, while one thread lost little (benchmarks/threads.md).
-- With ``OMP_WAIT_POLICY=PASSIVE`` the workers sleep at once; under load they then cost about
-  what one thread costs, and idle they kept the speed of two threads in the step-time tests.
-  libgomp reads the variable once, when torch loads it: set afterwards it does nothing
-  (measured by the CPU time workers burn while the main thread sleeps). So ``python -m stm_lab``
-  sets it before anything imports torch (:func:`prepare_wait_policy`), unless the user chose a
-  wait policy. Intel OpenMP's ``KMP_*`` variables do not apply: this torch links libgomp only.
+  while (~10 ms measured here) before it sleeps. When another process competes for the cores, a
+  spinning thread burns the core its team-mate needs, and every region waits for the slowest
+  thread: with other work on a 2-core machine the default two threads made training several
+  times to ten times slower than one thread (benchmarks/threads.md).
+- With ``OMP_WAIT_POLICY=PASSIVE`` workers sleep at once, so the collapse goes; two passive
+  threads still lost 10-50 % to one thread on a busy machine, and gained on an idle one.
+  libgomp reads the variable once, when torch loads it: set later it does nothing (measured).
+  So ``python -m stm_lab`` sets it before anything imports torch (:func:`prepare_wait_policy`),
+  unless the user chose a wait policy. Intel OpenMP's ``KMP_*`` variables do not apply: this
+  torch links libgomp only.
 
-The thread count (``runtime.threads`` in conf/config.yaml) is ``auto`` or an integer; an integer
-always wins. ``auto`` resolves, in this order:
+The thread count is ``runtime.threads`` (conf/config.yaml): ``auto`` or an integer, and an
+integer always wins. ``auto`` resolves, in this order:
 
-1. ``OMP_NUM_THREADS`` in the environment is honoured, as torch and numpy honour it. This
-   is also how a joblib (loky) sweep worker is told its share: joblib starts each worker with
+1. ``OMP_NUM_THREADS`` in the environment is honoured, as torch and numpy honour it. It is also
+   how a joblib (loky) sweep worker is told its share: joblib starts each worker with
    ``OMP_NUM_THREADS = cpu_count() // n_jobs`` (or the value the sweep itself was started with),
-   so honouring it is what keeps parallel jobs from oversubscribing the cores.
-2. Otherwise the usable CPUs: the smallest of the affinity mask (``os.sched_getaffinity``),
-   the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``, rounded up as joblib does) and
+   so honouring it keeps parallel jobs from oversubscribing the cores.
+2. Otherwise the usable CPUs: the smallest of the affinity mask (``os.sched_getaffinity``), the
+   cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``, rounded up as joblib does) and
    ``SLURM_CPUS_PER_TASK``.
-3. All of them when the threads wait passively (or the user chose a wait policy); one when they
-   spin-wait by default, i.e. when torch was loaded before the wait policy could be set (stm_lab
-   used as a library in an already running Python), where a second thread risks the stall above.
+3. Of those, as many as were idle over a quarter of a second before training (per-CPU idle time
+   in /proc/stat, rounded; at least one), so a run started beside other work does not fight it
+   for the cores. Load that starts later costs little because the threads wait passively.
+4. One thread if they would spin-wait instead: torch was loaded before the wait policy could be
+   set (stm_lab used as a library in a running Python) and the user set no wait policy.
 
-The model size is not an input: torch runs an operation on one thread when it has fewer than
-32768 elements to work through, so a small model stays single-threaded by itself. The interop
-thread pool is left alone: these runs do not use it (no ``torch.jit.fork``), and torch refuses
-to resize it once it has started.
+The model size is not an input: on a busy machine step 3 already gives one thread, at every
+size measured; whether a second idle CPU pays for the smallest models (e.g. B×T×H = 32×50×64) is
+for the quiet-machine measurement of benchmarks/threads.md to show. The interop thread pool is left
+alone: these runs do not use it (no ``torch.jit.fork``), and torch refuses to resize it once
+started.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,8 @@ KEY = "runtime.threads"
 WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # what libgomp reads (at load) to decide how to wait
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
+PROC_STAT = Path("/proc/stat")
+IDLE_WINDOW_S = 0.25  # how long auto looks at the CPUs before choosing (short: it runs every job)
 
 
 # ------------------------------------------------------------------------------ probes
@@ -116,6 +122,49 @@ def slurm_cpus(env: Mapping[str, str]) -> int | None:
     return _positive_int(env.get("SLURM_CPUS_PER_TASK"))
 
 
+def idle_cpus(cpus: Iterable[int] | None = None, window: float = IDLE_WINDOW_S, stat: Path = PROC_STAT) -> float | None:
+    """How many of ``cpus`` (default: the affinity mask) sat idle over a short window, summed as
+    fractions (1.6: one CPU idle and another idle 60 % of the time). Read from the per-CPU lines
+    of /proc/stat; stolen time (a busy VM host) counts as busy. None where it cannot be read."""
+    if cpus is None:
+        try:
+            cpus = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            cpus = None
+    first = cpu_times(stat)
+    if not first:
+        return None
+    time.sleep(window)
+    return idle_between(first, cpu_times(stat), cpus)
+
+
+def idle_between(first: Mapping[int, tuple[int, int]], second: Mapping[int, tuple[int, int]],
+                 cpus: Iterable[int] | None = None) -> float | None:
+    """Idle CPUs (summed fractions) between two :func:`cpu_times` samples, over ``cpus``."""
+    wanted = set(first) & set(second) & (set(first) if cpus is None else set(cpus))
+    idle = 0.0
+    for cpu in wanted:
+        (idle0, total0), (idle1, total1) = first[cpu], second[cpu]
+        if total1 > total0:
+            idle += (idle1 - idle0) / (total1 - total0)
+    return idle if wanted else None
+
+
+def cpu_times(stat: Path = PROC_STAT) -> dict[int, tuple[int, int]]:
+    """cpu number -> (idle + iowait, total) ticks, from /proc/stat's ``cpuN`` lines."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *fields = line.split()
+            ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+            out[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return out
+
+
 def in_joblib_worker() -> bool:
     """Whether this process is a worker of a joblib/loky pool (e.g. ``hydra/launcher=joblib``):
     loky counts the nesting depth of its workers in the executor module, > 0 inside one."""
@@ -144,12 +193,14 @@ class Probes:
     affinity: Callable[[], int] | None = None
     cgroup: Callable[[], float | None] | None = None
     joblib_worker: Callable[[], bool] | None = None
+    idle: Callable[[], float | None] | None = None
 
     def __post_init__(self) -> None:
         self.env = os.environ if self.env is None else self.env
         self.affinity = self.affinity or affinity_cpus
         self.cgroup = self.cgroup or cgroup_cpu_quota
         self.joblib_worker = self.joblib_worker or in_joblib_worker
+        self.idle = self.idle or idle_cpus
 
 
 # ------------------------------------------------------------------------------ policy
@@ -161,10 +212,12 @@ class ThreadChoice:
     source: str  # why, in words
     cpus: int | None = None  # the usable CPUs, where they were looked at
     wait_policy: str = "spin"
+    idle_cpus: float | None = None  # how many of them were idle when the run started, where measured
 
     def record(self) -> dict[str, Any]:
         """What the run puts into summary.json under ``threads``."""
         return {"threads": self.threads, "source": self.source, "cpus": self.cpus,
+                "idle_cpus": None if self.idle_cpus is None else round(self.idle_cpus, 2),
                 "wait_policy": self.wait_policy}
 
 
@@ -217,13 +270,22 @@ def resolve_threads(setting: Any = "auto", probes: Probes | None = None) -> Thre
                if probes.joblib_worker() else "in the environment")
         return ThreadChoice(omp, f"auto: OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {who}", wait_policy=wait)
     cpus, limits = usable_cpus(probes)
-    if several_ok or cpus == 1:
-        return ThreadChoice(cpus, f"auto: {cpus} usable CPUs ({limits}); threads wait {wait}",
-                            cpus=cpus, wait_policy=wait)
-    return ThreadChoice(1, f"auto: 1 of {cpus} usable CPUs ({limits}): OpenMP threads spin-wait "
-                        "(OMP_WAIT_POLICY was unset when torch loaded), and several spinning threads "
-                        "stall when another process wants the CPUs; `python -m stm_lab` sets "
-                        "OMP_WAIT_POLICY=PASSIVE before torch loads", cpus=cpus, wait_policy=wait)
+    if cpus == 1:
+        return ThreadChoice(1, f"auto: 1 usable CPU ({limits})", cpus=1, wait_policy=wait)
+    if not several_ok:
+        return ThreadChoice(1, f"auto: 1 of {cpus} usable CPUs ({limits}): OpenMP threads spin-wait "
+                            "(OMP_WAIT_POLICY was unset when torch loaded), and several spinning threads "
+                            "stall when another process wants the CPUs; `python -m stm_lab` sets "
+                            "OMP_WAIT_POLICY=PASSIVE before torch loads", cpus=cpus, wait_policy=wait)
+    idle = probes.idle()
+    if idle is None:
+        return ThreadChoice(cpus, f"auto: {cpus} usable CPUs ({limits}), idle ones unknown; threads "
+                            f"wait {wait}", cpus=cpus, wait_policy=wait)
+    n = max(1, min(cpus, math.floor(idle + 0.5)))
+    busy = "" if n == cpus else ", other processes were using the rest"
+    return ThreadChoice(n, f"auto: {n} of {cpus} usable CPUs ({limits}); {idle:.1f} idle over "
+                        f"{IDLE_WINDOW_S:g} s{busy}; threads wait {wait}", cpus=cpus, wait_policy=wait,
+                        idle_cpus=idle)
 
 
 def apply_thread_policy(cfg: Mapping[str, Any], probes: Probes | None = None) -> dict[str, Any]:

@@ -29,9 +29,10 @@ PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def probes(env: dict[str, str] | None = None, affinity: int = 8, quota: float | None = None,
-           worker: bool = False) -> Probes:
+           worker: bool = False, idle: float | None = 64.0) -> Probes:
+    """Fake probes; by default every CPU is idle."""
     return Probes(env=env if env is not None else dict(PASSIVE), affinity=lambda: affinity,
-                  cgroup=lambda: quota, joblib_worker=lambda: worker)
+                  cgroup=lambda: quota, joblib_worker=lambda: worker, idle=lambda: idle)
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +68,37 @@ def test_auto_takes_the_tightest_limit():
     env = {**PASSIVE, "SLURM_CPUS_PER_TASK": "4"}
     assert resolve_threads("auto", probes(env, affinity=6, quota=3.0)).threads == 3
     assert resolve_threads("auto", probes(env, affinity=2, quota=3.0)).threads == 2
+
+
+@pytest.mark.parametrize("idle,expected", [(2.0, 2), (1.6, 2), (1.4, 1), (0.9, 1), (0.0, 1), (7.5, 4)])
+def test_auto_leaves_busy_cpus_to_the_processes_using_them(idle, expected):
+    choice = resolve_threads("auto", probes(affinity=4, quota=2.0 if expected < 4 else None, idle=idle))
+    assert choice.threads == expected
+    assert choice.idle_cpus == idle and f"{idle:.1f} idle" in choice.source
+    assert ("other processes were using the rest" in choice.source) == (expected < choice.cpus)
+
+
+def test_auto_without_an_idle_reading_uses_the_usable_cpus():
+    choice = resolve_threads("auto", probes(affinity=3, idle=None))
+    assert choice.threads == 3 and "idle ones unknown" in choice.source
+
+
+def test_idle_cpus_reads_per_cpu_idle_time(tmp_path):
+    """Two samples of /proc/stat: cpu0 idle all the time, cpu1 part of it, cpu2 (outside the mask) busy."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  300 0 0 300 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0 0 0\n"
+                    "cpu1 100 0 0 100 0 0 0 0 0 0\ncpu2 100 0 0 100 0 0 0 0 0 0\n")
+    first = threads.cpu_times(stat)
+    assert first == {0: (100, 200), 1: (100, 200), 2: (100, 200)}
+    stat.write_text("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 100 0 0 125 0 0 0 0 0 0\n"
+                    "cpu1 110 0 0 108 2 0 0 2 0 0\ncpu2 125 0 0 100 0 0 0 0 0 0\n")
+    second = threads.cpu_times(stat)
+    # iowait counts as idle, steal time (a busy VM host) as busy: cpu1 was idle 10 of 22 ticks
+    assert threads.idle_between(first, second, {0, 1}) == pytest.approx(1.0 + 10 / 22)
+    assert threads.idle_between(first, second) == pytest.approx(1.0 + 10 / 22)  # + cpu2, idle 0
+    assert threads.idle_cpus({0}, window=0.0, stat=tmp_path / "missing") is None
+    if Path("/proc/stat").exists():
+        assert threads.idle_cpus(window=0.01) is not None  # this machine's own
 
 
 def test_auto_uses_one_thread_while_threads_spin_wait():
@@ -140,8 +172,8 @@ def test_an_unknown_runtime_key_is_a_config_error():
 def test_apply_sets_torch_threads():
     record = apply_thread_policy({"runtime": {"threads": "auto"}}, probes(affinity=3))
     assert torch.get_num_threads() == 3
-    assert record == {"threads": 3, "source": "auto: 3 usable CPUs (affinity 3); threads wait passive",
-                      "cpus": 3, "wait_policy": "passive"}
+    assert record == {"threads": 3, "source": "auto: 3 of 3 usable CPUs (affinity 3); 64.0 idle over 0.25 s; "
+                      "threads wait passive", "cpus": 3, "idle_cpus": 64.0, "wait_policy": "passive"}
     apply_thread_policy({"runtime": {"threads": 1}}, probes(affinity=3))
     assert torch.get_num_threads() == 1
 
@@ -222,12 +254,13 @@ def test_a_run_without_omp_num_threads_follows_the_policy(make_cfg, monkeypatch)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.setattr(threads, "affinity_cpus", lambda: 2)
     monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
+    monkeypatch.setattr(threads, "idle_cpus", lambda: 1.8)
     cfg = make_cfg()
     summary = train(cfg)
     assert summary["status"] == "completed"
     record = read_summary(cfg.paths.output_dir)["threads"]
-    assert record == {"threads": 2, "source": "auto: 2 usable CPUs (affinity 2); threads wait passive",
-                      "cpus": 2, "wait_policy": "passive"}
+    assert record == {"threads": 2, "source": "auto: 2 of 2 usable CPUs (affinity 2); 1.8 idle over 0.25 s; "
+                      "threads wait passive", "cpus": 2, "idle_cpus": 1.8, "wait_policy": "passive"}
     assert torch.get_num_threads() == 2  # applied to torch, not only recorded
 
 
@@ -241,7 +274,7 @@ def test_a_bad_value_fails_the_run_before_training(make_cfg):
 
 def test_the_command_line_sets_passive_waiting_before_torch(tmp_path):
     """``python -m stm_lab`` with no thread variables: the workers wait passively (set before
-    torch loaded), so auto uses every usable CPU. One subprocess: a few seconds."""
+    torch loaded), so auto may use every usable CPU that is idle. One subprocess: a few seconds."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", *threads.WAIT_VARS)}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(threads.__file__).parents[1]), env.get("PYTHONPATH", "")])
     out = tmp_path / "run"
@@ -251,4 +284,5 @@ def test_the_command_line_sets_passive_waiting_before_torch(tmp_path):
     record = json.loads((out / "summary.json").read_text())["threads"]
     cpus, _ = threads.usable_cpus(Probes(env={}))
     assert record["wait_policy"] == "passive"
-    assert record["threads"] == record["cpus"] == cpus
+    assert record["cpus"] == cpus and record["idle_cpus"] is not None
+    assert record["threads"] == max(1, min(cpus, int(record["idle_cpus"] + 0.5)))
