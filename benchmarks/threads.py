@@ -26,6 +26,7 @@ for each thread policy (``--policies``):
     passive   torch's thread count with OMP_WAIT_POLICY=PASSIVE
     affinity  as many threads as CPUs in the affinity mask, default spin-waiting (a naive auto)
     auto      the product: runtime.threads=auto under ``python -m stm_lab`` (stm_lab/threads.py)
+    spin:N    (extra, for experiments) torch's thread count, GOMP_SPINCOUNT=N
 
 with 0, 1 and 2 competing CPU-bound processes (``--loads``): each is a pure-Python busy loop
 (one core, no threads, next to no memory traffic), started before and stopped after each group
@@ -103,6 +104,8 @@ def torch_default_threads(env: dict[str, str]) -> int:
 def policy_setup(policy: str, torch_threads: int) -> tuple[dict[str, str], str]:
     """(environment variables, ``runtime.threads`` value) for a policy."""
     spin = {"GOMP_SPINCOUNT": LIBGOMP_DEFAULT_SPIN}
+    if policy.startswith("spin:"):  # torch's thread count, libgomp spinning this many rounds
+        return {"GOMP_SPINCOUNT": policy.split(":", 1)[1]}, str(torch_threads)
     return {
         "torch": (spin, str(torch_threads)),
         "one": ({}, "1"),
@@ -314,7 +317,7 @@ def header(meta: dict[str, Any]) -> str:
 def measure(args: argparse.Namespace) -> None:
     env = clean_env()
     policies, loads = args.policies.split(","), [int(n) for n in args.loads.split(",")]
-    unknown = set(policies) - set(POLICIES)
+    unknown = {p for p in policies if p not in POLICIES and not p.startswith("spin:")}
     if unknown:
         sys.exit(f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES)}")
     parts = args.parts.split(",")
