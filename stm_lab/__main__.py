@@ -15,6 +15,9 @@ def main() -> None:
         from stm_lab.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:]))
+    from stm_lab.threads import prepare_wait_policy
+
+    prepare_wait_policy()  # before torch loads (eval and predict too): OpenMP reads it only then
     if command in ("eval", "predict"):
         sys.argv = [f"stm-lab {command}", *sys.argv[2:]]
         if command == "eval":

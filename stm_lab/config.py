@@ -45,6 +45,7 @@ ROOT_KEYS: dict[str, Any] = {
     "ckpt_path": str | None,
     "skip_completed": bool,
     "optimized_metric": str | None,
+    "runtime": dict,  # its one key, threads, is checked by stm_lab.threads
 }
 SEED_RANGE = (0, 2**32 - 1)  # numpy's SeedSequence and torch's manual_seed both accept these
 

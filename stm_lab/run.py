@@ -19,6 +19,7 @@ from stm_lab.guards import DivergenceGuard
 from stm_lab.loggers import build_loggers, log_config, log_curves, log_references, wandb_run_info
 from stm_lab.record import RunRecord, scalars
 from stm_lab.resume import check_fits, explicit_checkpoint
+from stm_lab.threads import apply_thread_policy
 from stm_lab.validation import locate
 
 
@@ -39,7 +40,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("ckpt_path") is not None:  # explicit: readable, and fits this model
             ckpt_path = explicit_checkpoint(str(cfg.ckpt_path), record.checkpoint_dir)
             check_fits(ckpt_path, parts.model, record.config)
-        record.running(resumed_from=ckpt_path)
+        # CPU threads for this run, and why (stm_lab/threads.py); after the config is checked.
+        record.running(resumed_from=ckpt_path, threads=apply_thread_policy(cfg))
         spec, model, trainer, datamodule = parts.spec, parts.model, parts.trainer, parts.datamodule
         record.attach(trainer=trainer)
         loggers = build_loggers(cfg) if record.lead else []  # one W&B run, from rank 0
