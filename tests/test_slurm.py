@@ -143,8 +143,18 @@ class Sweep:
         ids = [p.parent.name for p in self.dir.glob(".submitit/*/*_submission.sh")]
         return sorted(ids, key=int)
 
+    def job_dir(self, job: int | str) -> Path:
+        """A job's folder: an Optuna trial's is its number; a grid job's is named by its
+        overrides, which here start with its seed (``seed=3,...``), the job's number."""
+        numbered = self.dir / str(job)
+        if numbered.is_dir():
+            return numbered
+        named = [p for p in self.dir.iterdir() if p.is_dir() and re.match(rf"seed={job}(,|-|$)", p.name)]
+        assert len(named) == 1, f"one folder for job {job} in {self.dir}: {sorted(p.name for p in named)}"
+        return named[0]
+
     def summary(self, job: int | str) -> dict:
-        return read_summary(self.dir / str(job))
+        return read_summary(self.job_dir(job))
 
     def log(self, job_id: str, task: int = 0) -> str:
         """The job's stdout and stderr as submitit keeps them (every start of it, appended)."""
@@ -324,9 +334,9 @@ def test_grid_sweep_is_one_job_array_each_job_with_summary_and_wandb_run(runs):
     for job in range(4):
         summary = sweep.summary(job)
         assert summary["status"] == "completed"
-        run_id = (sweep.dir / str(job) / "wandb_id").read_text().strip()
+        run_id = (sweep.job_dir(job) / "wandb_id").read_text().strip()
         assert summary["wandb"]["id"] == run_id and summary["wandb"]["mode"] == "offline"
-        runs_dirs = list((sweep.dir / str(job) / "wandb").glob("offline-run-*"))
+        runs_dirs = list((sweep.job_dir(job) / "wandb").glob("offline-run-*"))
         assert runs_dirs and all(p.name.endswith(run_id) for p in runs_dirs)
         # A stopped job resumed into the W&B run it started: one run, two offline logs of it.
         assert len(runs_dirs) == (2 if job in (2, 3) else 1)
@@ -435,5 +445,5 @@ def test_ddp_on_slurm_runs_two_ranks_from_srun_and_only_rank_zero_records(runs):
     assert summary["status"] == "completed", summary.get("reason")
     assert summary["config"]["trainer"]["strategy"] == "ddp" and summary["config"]["trainer"]["devices"] == 2
     assert math.isfinite(summary["metrics"]["test/acc"])
-    runs_dirs = list((sweep.dir / "0" / "wandb").glob("offline-run-*"))
-    assert len(runs_dirs) == 1 and summary["wandb"]["id"] == (sweep.dir / "0" / "wandb_id").read_text().strip()
+    runs_dirs = list((sweep.job_dir(0) / "wandb").glob("offline-run-*"))
+    assert len(runs_dirs) == 1 and summary["wandb"]["id"] == (sweep.job_dir(0) / "wandb_id").read_text().strip()
