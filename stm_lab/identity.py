@@ -30,6 +30,7 @@ IDENTITY_EXCLUDED = (
     "tags",                          # W&B labels
     "skip_completed", "ckpt_path",   # how a job is started (ckpt_path: where to resume from)
     "runtime",                       # CPU threads: how fast, not what (stm_lab/threads.py)
+    "launcher",                      # where jobs run (launcher=slurm sets only hydra.launcher)
     "optimized_metric",              # which metric a sweeper reads back; the run is the same
     "callbacks.progress_bar",        # display only
     "trainer.enable_progress_bar", "trainer.enable_model_summary",

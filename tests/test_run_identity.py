@@ -43,7 +43,8 @@ def test_summary_records_the_identity(make_cfg):
 def test_job_folder_names_follow_the_overrides_not_the_job_number():
     assert job_dirname(["seed=1", "cell=gru"]) == job_dirname(["cell=gru", "seed=1"]) == "cell=gru,seed=1"
     # Run-control and logging keys never make a different folder.
-    assert job_dirname(["seed=1", "skip_completed=true", "logger=csv", "+tags=[a]"]) == "seed=1"
+    assert job_dirname(["seed=1", "skip_completed=true", "logger=csv", "+tags=[a]", "launcher=slurm",
+                        "runtime.threads=1"]) == "seed=1"
     assert job_dirname([]) == "default"
     # Long: the overrides as given (swept keys first, usually), then a hash of the sorted set.
     long = job_dirname(["seed=2", *TINY])
