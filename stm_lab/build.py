@@ -25,6 +25,7 @@ from stm_lab.data import MemoryDataModule
 from stm_lab.errors import ConfigError
 from stm_lab.heads import Head
 from stm_lab.model import InputEncoder, MemoryModel, Selection
+from stm_lab.preflight import check_memory
 from stm_lab.tasks import TASKS, Task, TaskSpec
 from stm_lab.validation import (
     _optimizer_names,
@@ -72,7 +73,7 @@ def check_cell(cell: Mapping[str, Any]) -> type:
     target = locate("cell._target_", cell.get("_target_"), "a cell class, e.g. stm_lab.cells.LSTM")
     if not (inspect.isclass(target) and issubclass(target, nn.Module)):
         raise ConfigError("cell._target_", cell.get("_target_"), hint="not an nn.Module class")
-    check_section("cell", cell, [(target, ("input_size",))], {"name": str})
+    check_section("cell", cell, [(target, ("input_size",))], {"name": str | None})
     return target
 
 
@@ -97,14 +98,20 @@ def resolve_head(head: Mapping[str, Any], spec: TaskSpec) -> dict[str, Any]:
     return {**node, **{k: v for k, v in head.items() if k != "_target_"}}
 
 
-def build_head(head: Mapping[str, Any], hidden_size: int, spec: TaskSpec) -> Head:
+def build_head(head: Mapping[str, Any], hidden_size: int, spec: TaskSpec,
+               cell: Mapping[str, Any] | None = None) -> Head:
+    """The head, given the core's ``hidden_size``, the task's ``spec`` and, if it asks for it
+    (``needs_cell_config``), the run's ``cell`` section."""
     head = resolve_head(_plain(head), spec)
     target = locate("head._target_", head["_target_"], "a head class, e.g. stm_lab.heads.PerStepHead")
     if not (inspect.isclass(target) and issubclass(target, Head)):
         raise ConfigError("head._target_", head["_target_"], hint="not a subclass of stm_lab.heads.Head")
     options = {k: v for k, v in head.items() if k != "_target_"}
-    check_section("head", options, [(target, ("hidden_size", "spec"))])
-    return target(hidden_size=hidden_size, spec=spec, **options)
+    supplied = {"hidden_size": hidden_size, "spec": spec}
+    if target.needs_cell_config:
+        supplied["cell_config"] = dict(_plain(cell) or {})
+    check_section("head", options, [(target, tuple(supplied))])
+    return target(**supplied, **options)
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -126,15 +133,19 @@ def check_optimizer(cfg: DictConfig) -> None:
             raise ConfigError("scheduler", sched, hint=f"{sched['_target_']}: {e}") from e
 
 
-def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None = None) -> MemoryModel:
+def build_model(cfg: DictConfig, spec: TaskSpec, config: dict[str, Any] | None = None,
+                artifacts: dict[str, Any] | None = None) -> MemoryModel:
     encoder = InputEncoder(spec, cfg.get("embedding_dim"))
     core = build_core(cfg.cell, encoder.output_size)
     if cfg.get("compile"):
         # In place: the state dict keeps its keys, so checkpoints stay interchangeable.
         core.compile()
-    head = build_head(cfg.head, core.hidden_size, spec)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return MemoryModel(spec, encoder, core, head, instantiate(cfg.optimizer), scheduler, config=config)
+    head = build_head(cfg.head, core.hidden_size, spec, cfg.cell)
+    # Resolved first: a factory called later (configure_optimizers) has no root to resolve
+    # interpolations such as ${trainer.max_epochs} against.
+    scheduler = instantiate(_plain(cfg.scheduler)) if cfg.get("scheduler") else None
+    return MemoryModel(spec, encoder, core, head, instantiate(_plain(cfg.optimizer)), scheduler, config=config,
+                       artifacts=artifacts)
 
 
 # ------------------------------------------------------------------------- training
@@ -165,7 +176,15 @@ def build_callbacks(cfg: DictConfig, selection: Selection | None) -> list[pl.Cal
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    check_target("trainer", _plain(cfg.trainer), skip=("logger", "callbacks"))
+    trainer = _plain(cfg.trainer)
+    check_target("trainer", trainer, skip=("logger", "callbacks"))
+    # Lightning reads max_epochs=-1 as "no limit": only with another bound does a run end.
+    epochs = trainer.get("max_epochs")
+    bounded = trainer.get("max_steps") not in (None, -1) or trainer.get("max_time") is not None \
+        or bool(trainer.get("fast_dev_run"))
+    if isinstance(epochs, int) and (epochs < -1 or (epochs == -1 and not bounded)):
+        raise ConfigError("trainer.max_epochs", epochs, "an integer >= 0 (-1, no limit, only with "
+                          "trainer.max_steps or trainer.max_time set)")
 
 
 def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
@@ -209,6 +228,7 @@ def build(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), config: dict[s
     check_trainer(cfg)
     check_loggers(cfg)
     spec = task.spec  # data read from files is loaded here, once
-    model = build_model(cfg, spec, config)
+    check_memory(cfg, task, spec)  # sizes that cannot fit: refused before any data or weight exists
+    model = build_model(cfg, spec, config, task.artifacts())
     trainer = build_trainer(cfg, [*build_callbacks(cfg, model.selection), *callbacks])
     return Parts(task, datamodule, model, trainer)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from stm_lab.errors import ConfigError, DataError
 from stm_lab.metrics import metric_of
+from stm_lab.runfolder import REPLACED
 from stm_lab.summary import SUMMARY
 
 # Short names a user can type for the usual sweep axes.
@@ -56,8 +57,12 @@ METRIC_PREFIXES = ("train/", "val/", "test/")
 
 # ---------------------------------------------------------------- reading runs
 
+EVAL = "eval.json"  # stm_lab.eval's record: read like a summary, with the training conditions beside it
+
+
 def find_summaries(paths: Iterable[str | Path]) -> list[Path]:
-    """Every summary.json at or below each path (a run dir, a sweep dir, or a summary file)."""
+    """Every summary.json (and eval.json) at or below each path (a run, sweep or evaluation
+    folder, or one such file)."""
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -65,9 +70,10 @@ def find_summaries(paths: Iterable[str | Path]) -> list[Path]:
         if p.is_file():
             found.append(p)
             continue
-        hits = sorted(p.rglob(SUMMARY))
+        # Not the runs a fresh start kept aside in <run>/replaced/ (stm_lab.record): superseded.
+        hits = sorted(h for h in [*p.rglob(SUMMARY), *p.rglob(EVAL)] if REPLACED not in h.relative_to(p).parts[:-1])
         if not hits:
-            raise DataError(f"{p}: no {SUMMARY} below this directory (is it a run or sweep dir?)")
+            raise DataError(f"{p}: no {SUMMARY} or {EVAL} below this directory (is it a run, sweep or eval dir?)")
         found.extend(hits)
     return found
 
@@ -165,6 +171,11 @@ def runs_frame(summaries: Sequence[dict[str, Any]]) -> pd.DataFrame:
         row["seed"] = s.get("seed", row.get("seed"))
         row["source"] = s.get("source", "")
         row["curves"] = s.get("curves") or {}
+        # An evaluation: its config is the run's with the data overrides applied; the values the
+        # model was trained with sit beside them as trained.data.<key>.
+        row["kind"] = "eval" if "trained_data" in s else "run"
+        row.update({f"trained.data.{k}": v for k, v in (s.get("trained_data") or {}).items()
+                    if not isinstance(v, dict | list)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -289,11 +300,14 @@ def aggregate(df: pd.DataFrame, metric: str, by: Sequence[str] = (), over: str |
         values = g[metric].astype(float)
         low, high = t_interval(values, level)
         by_col = f"floor_by/{name}"
-        rows.append({**dict(zip(keys, key, strict=True)), "mean": values.mean(),
-                     "std": values.std(ddof=1) if len(values) > 1 else 0.0, "n": len(values),
-                     "ci_low": low, "ci_high": high, "chance": _reference(g, f"chance/{name}"),
-                     "floor": _reference(g, f"floor/{name}"),
-                     "floor_by": g[by_col].mode().iloc[0] if by_col in g and g[by_col].notna().any() else None})
+        row = {**dict(zip(keys, key, strict=True)), "mean": values.mean(),
+               "std": values.std(ddof=1) if len(values) > 1 else 0.0, "n": len(values),
+               "ci_low": low, "ci_high": high, "chance": _reference(g, f"chance/{name}"),
+               "floor": _reference(g, f"floor/{name}"),
+               "floor_by": g[by_col].mode().iloc[0] if by_col in g and g[by_col].notna().any() else None}
+        if over and f"trained.{over}" in g and g[f"trained.{over}"].notna().any():
+            row["trained"] = g[f"trained.{over}"].dropna().iloc[0]  # the training value, for the figure
+        rows.append(row)
     return pd.DataFrame(rows).sort_values(keys).reset_index(drop=True)
 
 
@@ -479,6 +493,10 @@ def plot_metric(agg: pd.DataFrame, metric: str, by: Sequence[str], over: str, pa
             ax.axhline(float(values.max()), color="grey", ls=style, lw=1, label=label)
     if spans is not None and len(spans) and "threshold" in spans:
         ax.axhline(float(spans["threshold"].mean()), color="tab:red", ls="-.", lw=0.8, label="span threshold")
+    trained = agg.get("trained")
+    if trained is not None:  # evaluations: where each model was trained, on the same axis
+        for i, value in enumerate(sorted(trained.dropna().unique())):
+            ax.axvline(float(value), color="grey", ls=(0, (1, 3)), lw=1, label="trained at" if i == 0 else None)
     numeric = pd.api.types.is_numeric_dtype(agg[over])
     if numeric and (agg[over] > 0).all() and agg[over].max() / max(agg[over].min(), 1e-12) >= 8:
         ax.set_xscale("log", base=2)
@@ -531,7 +549,8 @@ def print_tables(agg: pd.DataFrame, spans: pd.DataFrame | None, pairs: pd.DataFr
 
     console = Console(width=max(Console().width, 120))
     t = Table(title=f"{metric}: mean over seeds, {LEVEL:.0%} CI ({n_runs} completed runs)")
-    keys = [k for k in agg.columns if k not in ("mean", "std", "n", "ci_low", "ci_high", "chance", "floor", "floor_by")]
+    keys = [k for k in agg.columns if k not in ("mean", "std", "n", "ci_low", "ci_high", "chance", "floor", "floor_by",
+                                              "trained")]
     for k in keys:
         t.add_column(k)
     for c in ("mean", f"{LEVEL:.0%} CI", "n", "chance", "floor (memoryless)"):

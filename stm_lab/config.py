@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from stm_lab.errors import ConfigError
+from stm_lab.identity import register_resolver
+
+register_resolver()  # ${stm_lab.job_dir:...}: grid-sweep job folders (conf/hydra/default.yaml)
 
 
 def conf_dir() -> Path:
@@ -41,6 +45,7 @@ ROOT_KEYS: dict[str, Any] = {
     "ckpt_path": str | None,
     "skip_completed": bool,
     "optimized_metric": str | None,
+    "runtime": dict,  # its one key, threads, is checked by stm_lab.threads
 }
 SEED_RANGE = (0, 2**32 - 1)  # numpy's SeedSequence and torch's manual_seed both accept these
 
@@ -55,7 +60,14 @@ def check_root(cfg: DictConfig) -> None:
             raise ConfigError(str(key), OmegaConf.select(cfg, str(key)),
                               sorted(k for k in {*ROOT_KEYS, *allowed} if k != "hydra"),
                               hint="unknown top-level key")
-    root = OmegaConf.to_container(OmegaConf.create({k: cfg[k] for k in ROOT_KEYS if k in cfg}), resolve=True)
+    root = {}
+    for key in (k for k in ROOT_KEYS if k in cfg):
+        try:  # resolved in place: an interpolation may point anywhere in the tree
+            node = cfg[key]
+            root[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        except OmegaConfBaseException as e:
+            raise ConfigError(key, OmegaConf.to_container(cfg, resolve=False).get(key),
+                              hint=str(e).splitlines()[0]) from e
     for key, value in root.items():
         check_value(key, value, ROOT_KEYS[key])
     if "embedding_dim" in root and root["embedding_dim"] is not None and root["embedding_dim"] < 1:

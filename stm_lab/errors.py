@@ -38,3 +38,10 @@ class Interrupted(BaseException):
 
         self.signum = signum
         super().__init__(f"received {signal.Signals(signum).name}")
+
+
+class RunFolderError(ValueError):
+    """A run's or a search's folder cannot be used as it is: another live process holds it, it
+    holds a completed run of another config, or a search's study cannot be read. Raised before
+    anything is written there (exit code 2; NaN for one job of a multirun). The message names
+    the folder or file and what to do."""

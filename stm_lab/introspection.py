@@ -81,7 +81,7 @@ class GateStatistics(pl.Callback):
     core already runs on it), so this costs one reference forward pass per logged epoch.
     """
 
-    def __init__(self, every_n_epochs: int, max_sequences: int, saturation: float, prefix: str = "val/") -> None:
+    def __init__(self, every_n_epochs: int, max_sequences: int, saturation: float, prefix: str) -> None:
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ConfigError("callbacks.gate_stats.every_n_epochs", every_n_epochs, "an integer >= 1")
         if not isinstance(max_sequences, int) or max_sequences < 1:

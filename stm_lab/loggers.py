@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,16 @@ def wandb_run_info(loggers: list[Logger]) -> dict[str, str] | None:
 
 
 def finish_wandb(exit_code: int = 0) -> None:
-    """Close the W&B run, so the next job of a multirun starts its own."""
+    """Close the W&B run, so the next job of a multirun starts its own.
+
+    A failure to close it is reported, not raised: the run's outcome is already recorded. It
+    happens when a scheduler stops a job (``scancel``, pre-emption): its SIGTERM reaches every
+    process of the job, W&B's service process too, and the connection to it is gone."""
     import wandb
 
     if wandb.run is not None:
-        wandb.finish(exit_code=exit_code)
+        try:
+            wandb.finish(exit_code=exit_code)
+        except Exception as e:
+            print(f"stm_lab: the W&B run was not closed cleanly ({type(e).__name__}: {e}); "
+                  "its offline files hold what was logged before", file=sys.stderr)

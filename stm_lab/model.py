@@ -76,11 +76,12 @@ class MemoryModel(pl.LightningModule):
 
     def __init__(self, spec: TaskSpec, encoder: InputEncoder, core: nn.Module, head: Head,
                  optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.spec, self.encoder, self.core, self.head = spec, encoder, core, head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.config = config  # stored in every checkpoint, so one file reproduces the run
+        self.artifacts = artifacts or {}  # what the task learned from its data (e.g. a vocabulary)
         self.scores = nn.ModuleDict({split: ScoreSet(spec, split) for split in ("val", "test")})
         self.train_scores = TrainingScores(spec.is_classification, spec.output_size)  # lean: every step
         self._train_loss_sum, self._train_count, self._train_last_loss = torch.zeros(()), 0, None
@@ -183,3 +184,4 @@ class MemoryModel(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["stm_lab_config"] = self.config
+        checkpoint["stm_lab_task"] = self.artifacts

@@ -14,11 +14,13 @@ from omegaconf import DictConfig
 from stm_lab.baselines import baseline_scores, floors
 from stm_lab.build import build
 from stm_lab.config import check_root, conf_dir
-from stm_lab.errors import ConfigError, DataError
+from stm_lab.errors import ConfigError, DataError, RunFolderError
 from stm_lab.guards import DivergenceGuard
 from stm_lab.loggers import build_loggers, log_config, log_curves, log_references, wandb_run_info
 from stm_lab.record import RunRecord, scalars
-from stm_lab.resume import resume_checkpoint
+from stm_lab.resume import check_fits, explicit_checkpoint
+from stm_lab.threads import apply_thread_policy
+from stm_lab.validation import locate
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -33,12 +35,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return record.summary
         check_root(cfg)  # the seed itself is checked before anything is seeded with it
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        parts = build(cfg, callbacks=[DivergenceGuard(), record.stop], config=record.config)
-        ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), record.previous, record.config, record.checkpoint_dir)
-        record.running(resumed_from=ckpt_path)
+        parts = build(cfg, callbacks=[*always_guarded(cfg), record.stop], config=record.config)
+        ckpt_path = record.resume_from
+        if cfg.get("ckpt_path") is not None:  # explicit: readable, and fits this model
+            ckpt_path = explicit_checkpoint(str(cfg.ckpt_path), record.checkpoint_dir)
+            check_fits(ckpt_path, parts.model, record.config)
+        # CPU threads for this run, and why (stm_lab/threads.py); after the config is checked.
+        record.running(resumed_from=ckpt_path, threads=apply_thread_policy(cfg))
         spec, model, trainer, datamodule = parts.spec, parts.model, parts.trainer, parts.datamodule
         record.attach(trainer=trainer)
-        loggers = build_loggers(cfg)
+        loggers = build_loggers(cfg) if record.lead else []  # one W&B run, from rank 0
         record.attach(loggers=loggers)
         trainer.loggers = loggers
         log_config(loggers, record.config, spec)
@@ -46,6 +52,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = scalars(trainer.callback_metrics)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        metrics.update(validation_after_resume(trainer, model, datamodule, metrics, best or ckpt_path))
         for result in trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False):
             metrics.update(scalars(result))
         baselines = baseline_scores(datamodule)
@@ -55,9 +62,42 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.complete(
             headline=spec.headline, monitor=model.selection.monitor, chance=dict(spec.chance),
             chance_note=spec.chance_note, baselines=baselines, floor=floor, metrics=metrics,
-            curves=model.curves, best_checkpoint=best or None, resumed_from=ckpt_path,
+            curves=model.curves, data=datamodule.report(), best_checkpoint=best or None, resumed_from=ckpt_path,
             wandb=wandb_run_info(loggers))
     return record.summary
+
+
+def always_guarded(cfg: DictConfig) -> list[DivergenceGuard]:
+    """A guard against NaN/Inf losses and weights, unless the config already has a divergence
+    guard (``callbacks.divergence``, which also watches for a finite loss that explodes): the
+    non-finite checks are never left out, even with ``callbacks=...`` of one's own."""
+    for node in (cfg.get("callbacks") or {}).values():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if target and isinstance(cls := locate("callbacks._target_", target), type) and issubclass(cls, DivergenceGuard):
+            return []
+    return [DivergenceGuard(max_loss_ratio=None, patience=1, reference="auto")]  # non-finite only
+
+
+def validation_after_resume(trainer: pl.Trainer, model: Any, datamodule: Any, metrics: dict[str, float],
+                            ckpt_path: str | None) -> dict[str, float]:
+    """What a resumed run measured on validation, over all its epochs.
+
+    A run resumed with nothing left to train (killed after its last checkpoint) validates no
+    epoch in this session: its best checkpoint is validated now, so its summary and a sweeper
+    still get ``val/<headline>_best``. A run resumed mid-way restarts the running best at the
+    resume; the best value the checkpoint callback carried across the interruption counts too.
+    """
+    best_key, found = model.selection.best, {}
+    if best_key not in metrics and not trainer.sanity_checking:
+        for result in trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
+            found.update(scalars(result))
+    callback = trainer.checkpoint_callback
+    score = getattr(callback, "best_model_score", None)
+    if score is not None and getattr(callback, "monitor", None) == model.selection.monitor:
+        current = found.get(best_key, metrics.get(best_key))
+        better = max if model.selection.mode == "max" else min
+        found[best_key] = float(score) if current is None else better(float(score), current)
+    return found
 
 
 def print_report(summary: dict[str, Any]) -> None:
@@ -106,11 +146,12 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
 
 def run_job(cfg: DictConfig) -> float | None:
     """One job. Exit codes of a single run: 0 completed, 1 failed at run time, 2 config or data
-    error, 128+signal interrupted. In a multirun a failed job (config and data errors included)
+    error or a run folder that cannot be used (locked, or holding another config's completed
+    run), 128+signal interrupted. In a multirun a failed job (config and data errors included)
     returns NaN, so the other jobs and any sweeper go on; an interrupt stops the sweep."""
     try:
         summary = train(cfg)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, RunFolderError) as e:
         print(f"stm_lab: {e}", file=sys.stderr)
         if in_multirun():
             return float("nan")

@@ -212,8 +212,8 @@ def instantiate_checked(key: str, node: Any, **kwargs: Any) -> Any:
         if isinstance(cause, ConfigError):
             raise cause from None
         message = str(cause).strip().splitlines()
-        raise ConfigError(key, OmegaConf.to_container(node, resolve=True),
-                          hint=message[-1] if message else type(cause).__name__) from e
+        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        raise ConfigError(key, value, hint=message[-1] if message else type(cause).__name__) from e
 
 
 def check_target(section: str, node: Mapping[str, Any], skip: Sequence[str] = (), kinds: str = "") -> Callable[..., Any]:

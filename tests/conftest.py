@@ -23,8 +23,9 @@ from stm_lab.config import compose, conf_dir  # noqa: E402
 
 CONF = conf_dir()
 
-# A copy task small enough to train in seconds.
-TINY = ["data.delay=3", "data.list_length=3", "data.num_symbols=4", "data.n_train=256",
+# A copy task small enough to train in seconds, with enough distinct lists (4^4) to hold validation
+# and test lists out of training.
+TINY = ["data.delay=3", "data.list_length=4", "data.num_symbols=4", "data.n_train=256",
         "data.n_val=64", "data.n_test=64", "data.batch_size=32", "cell.hidden_size=16",
         "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none", "callbacks.progress_bar=null"]
 

@@ -133,7 +133,7 @@ def test_unknown_keys_name_the_allowed_ones(sweep, args, expected, capsys):
 def test_empty_and_missing_dirs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert compare.main([str(tmp_path / "empty")]) == 2
-    assert "no summary.json below" in capsys.readouterr().err
+    assert "no summary.json or eval.json below" in capsys.readouterr().err
     assert compare.main([str(tmp_path / "absent")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
     assert compare.main([]) == 2

@@ -47,7 +47,7 @@ def test_copy_delay_mask_is_the_blanks_before_the_delimiter():
 
 def test_callback_config_errors():
     with pytest.raises(ConfigError, match="every_n_epochs"):
-        GateStatistics(every_n_epochs=0, max_sequences=8, saturation=0.05)
+        GateStatistics(every_n_epochs=0, max_sequences=8, saturation=0.05, prefix="val/")
 
 
 def test_callback_logs_every_n_epochs_and_paths_share_checkpoints(make_cfg):

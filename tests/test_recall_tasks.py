@@ -1,6 +1,7 @@
 """The recall benchmarks (MQAR, selective copying, the MAD family): their layouts checked index by
-index against a plain re-reading of each sequence, and their baselines against the figures in
-docs/tasks-recall.md (computed there on large samples; the tolerances are sampling error)."""
+index against a plain re-reading of each sequence, their baselines against the figures in
+docs/tasks.md (computed there on large samples; the tolerances are sampling error), and their
+splits held out (memorization: its overlap measured)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from stm_lab import api
-from stm_lab.tasks.baselines import accuracy
+from stm_lab.data import MemoryDataModule
+from stm_lab.errors import ConfigError
 from stm_lab.tasks.sampling import distinct, weighted_without_replacement
 
 # Every recall config of conf/data/ (noisy in-context recall is a config of in_context_recall),
@@ -23,6 +25,20 @@ SMALL = {
     "memorization": {"vocab_size": 20, "seq_len": 10},
 }
 NEW_TASKS = {name: api.task(name, **params) for name, params in SMALL.items()}
+
+
+def accuracy(preds: np.ndarray, arrays: dict[str, np.ndarray]) -> float:
+    """Token accuracy over the scored steps of ``arrays`` of (N, C) scores aligned with ``y[mask]``
+    (what the ``acc`` metric computes, without building the metric)."""
+    target = arrays["y"][arrays["mask"]]
+    assert preds.shape[0] == target.shape[0], "predictions do not align with y[mask]"
+    return float((preds.argmax(-1) == target).mean())
+
+
+def module(task, regime: str, n=(64, 16, 64), seed: int = 0) -> MemoryDataModule:
+    dm = MemoryDataModule(task, *n, batch_size=16, on_device=False, regime=regime, seed=seed, cache_dir=None)
+    dm.setup()
+    return dm
 
 
 def _scores(task, test, train=None) -> dict[str, float]:
@@ -250,7 +266,7 @@ def _fuzzy_oracle(x: np.ndarray, nk: int, pad: int) -> tuple[list[tuple[tuple, t
 @pytest.mark.parametrize("training", [False, True])
 def test_fuzzy_recall_indices(training):
     task = api.task("fuzzy_in_context_recall", vocab_size=11, seq_len=40, key_motif_size=3, value_motif_size=2)
-    d = task.generate(300, _rng(), training=training)
+    d = task.generate_split("train" if training else "test", 300, _rng())
     x, y, mask = d["x"], d["y"], d["mask"]
     nk, pad = task.num_keys, task.vocab_size - 1
     lengths = set()
@@ -281,7 +297,7 @@ def test_fuzzy_recall_splits_and_mad_count():
     b = _scores(task, test, train)
     assert set(b) == {"majority", "current_input", "most_frequent_value", "previous_value_motif"}
     assert all(v < 0.3 for v in b.values())
-    # docs/tasks-recall.md: 17.3% and 19.1% on 12,800 test sequences (3,000 here: +-1.3 points).
+    # docs/tasks.md: 17.3% and 19.1% on 12,800 test sequences (3,000 here: +-1.3 points).
     assert b["most_frequent_value"] == pytest.approx(0.173, abs=0.02)
     assert b["previous_value_motif"] == pytest.approx(0.191, abs=0.02)
 
@@ -316,16 +332,16 @@ def test_compression_indices_and_baselines():
 def test_memorization_map_is_fixed_and_test_repeats_training():
     task = api.task("memorization")  # MAD's setting: 127 keys, 128 values, 256 training sequences
     assert (task.vocab_size, task.seq_len, task.map_seed) == (256, 32, 12345)
-    assert task.test_repeats_training and "test split repeats the training pairs" in task.spec.chance_note
+    assert not task.held_out and "test split repeats the training pairs" in task.spec.chance_note
     vmap = task.value_map()
     assert len(vmap) == 127 and len(set(vmap.tolist())) == 127 and vmap.min() >= 127 and vmap.max() <= 254
     a, b = task.make_split("train", 256, seed=0), task.make_split("test", 1280, seed=9)
     for d in (a, b):  # the same map whatever the run seed and split
         assert (d["y"][:, 1::2] == vmap[d["x"][:, 0::2]] - 127).all()
         assert (d["x"][:, 1::2] == 255).all() and (d["mask"] == (d["y"] >= 0)).all()
-    assert task.training_coverage(a, b) == 1.0
+    assert task.overlap_with_train(a, b) == 1.0
     tiny_train = task.make_split("train", 2, seed=0)  # 32 key draws cannot cover 127 keys
-    assert task.training_coverage(tiny_train, b) < 0.3
+    assert task.overlap_with_train(tiny_train, b) < 0.3
     assert (api.task("memorization", map_seed=1).value_map() != vmap).any()
     scores = _scores(task, b, a)
     assert scores["majority"] < 0.03 and scores["current_input"] < 0.03  # the insert token says nothing
@@ -356,16 +372,55 @@ def test_floors_in_the_run_summary(name):
     """The task's baselines reach the run's floors (stm_lab.baselines) through the data module,
     scored with the task's own metrics."""
     from stm_lab.baselines import baseline_scores, floors
-    from stm_lab.data import MemoryDataModule
 
     task = NEW_TASKS[name]
-    dm = MemoryDataModule(task, 64, 8, 64, 16, on_device=False, seed=0, cache_dir=None)
+    dm = module(task, "fresh" if task.held_out else "fixed", n=(64, 8, 64))
     scores = baseline_scores(dm)
     assert set(scores) == set(task.baselines(dm.arrays("train"), dm.arrays("test")))
     assert all(set(b["metrics"]) >= {"acc", "recall"} for b in scores.values())
     floor = floors(task.spec, scores)
     assert floor["acc"]["value"] >= task.spec.chance["acc"] - 1e-9
     assert floor["acc"]["by"] in {"chance", *scores}
+
+
+# -- held-out items --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("regime", ["fixed", "fresh"])
+@pytest.mark.parametrize("name", sorted(n for n, t in NEW_TASKS.items() if t.held_out))
+def test_no_validation_or_test_item_occurs_in_training(name, regime):
+    report = module(NEW_TASKS[name], regime).report()
+    assert report["held_out"] and report["overlap_with_train"] == {"val": 0.0, "test": 0.0}
+
+
+@pytest.mark.parametrize("regime", ["fixed", "fresh"])
+def test_fuzzy_recall_splits_keep_their_distributions_in_the_data_module(regime):
+    """Held-out draws and fresh epochs go through generate_split: training keys of every length,
+    validation and test keys of full length."""
+    task = NEW_TASKS["fuzzy_in_context_recall"]
+    dm = module(task, regime)
+
+    def key_lengths(arrays) -> set[int]:
+        pairs = [_fuzzy_oracle(row, task.num_keys, task.vocab_size - 1)[0] for row in arrays["x"]]
+        return {len(key) for rows in pairs for key, _ in rows}
+
+    every_length = set(range(1, task.key_motif_size + 1))
+    assert key_lengths(dm.arrays("train")) == every_length
+    assert key_lengths(dm.arrays("val")) == key_lengths(dm.arrays("test")) == {task.key_motif_size}
+    if regime == "fresh":
+        assert key_lengths({k: v.numpy() for k, v in dm.fresh_tensors(2).items()}) == every_length
+
+
+def test_memorization_overlap_is_measured_not_removed():
+    """Memorization tests the pairs it trains on: nothing is held out, only a fixed training set
+    makes sense, and the share of test keys shown in training is what summary.json records."""
+    task = NEW_TASKS["memorization"]  # 9 keys, 5 per sequence
+    with pytest.raises(ConfigError, match=r"data\.regime.*'fresh'; allowed: fixed"):
+        module(task, "fresh")
+    report = module(task, "fixed").report()
+    assert report["held_out"] is False and report["overlap_with_train"] == {"val": 1.0, "test": 1.0}
+    few = module(task, "fixed", n=(1, 16, 64)).report()  # one sequence: 5 key draws of 9 keys
+    assert 0 < few["overlap_with_train"]["test"] < 1
 
 
 # -- sweeps and compare, unchanged ------------------------------------------------------------------------

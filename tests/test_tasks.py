@@ -25,6 +25,11 @@ TINY_PARAMS = {
     "memory_capacity": {"max_delay": 4, "length": 12, "washout": 4},
     "seq_digits": {"mode": "rows", "permute": True},
     "text": {"text_column": "text", "test_split": None, "val_fraction": 0.2, "test_fraction": 0.2},
+    "scan": {"split": "add_jump"},
+    "babi": {"qa": 2, "distractors": 1, "context_max": 2, "gap_max": 1},
+    # The text file's review -> label columns serve as a (tiny) paired-text set.
+    "pairs": {"source_column": "text", "target_column": "label", "test_split": None, "val_fraction": 0.2,
+              "test_fraction": 0.2},
     # Recall benchmarks (their own indices and baselines: tests/test_recall_tasks.py).
     "mqar": {"vocab_size": 16, "seq_len": 16, "num_pairs": 3},
     "selective_copy": {"num_tokens": 3, "num_blanks": 5, "vocab_size": 6},
@@ -33,6 +38,7 @@ TINY_PARAMS = {
     "compression": {"vocab_size": 5, "seq_len": 6},
     "memorization": {"vocab_size": 12, "seq_len": 8},
 }
+FIXED_DATA = ("seq_digits", "text", "scan", "pairs")  # real data or a fixed set: the run seed does not change it
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +52,14 @@ def text_file(tmp_path_factory) -> str:
 
 def make(name: str, text_file: str):
     params = dict(TINY_PARAMS[name])
-    if name == "text":
+    if name in ("text", "pairs"):
         params.update(dataset=None, data_files=text_file)
     return api.task(name, **params)
 
 
-def module(task, n_train: int, n_val: int, n_test: int, batch_size: int, seed: int, cache_dir=None):
-    return MemoryDataModule(task, n_train, n_val, n_test, batch_size, on_device=False, seed=seed,
+def module(task, n_train: int, n_val: int, n_test: int, batch_size: int, seed: int, cache_dir=None,
+           regime: str = "fixed"):
+    return MemoryDataModule(task, n_train, n_val, n_test, batch_size, on_device=False, regime=regime, seed=seed,
                             cache_dir=cache_dir)
 
 
@@ -73,7 +80,7 @@ def test_same_seed_same_splits(name, text_file, tmp_path):
     # Train and test never hold the same data (disjoint seed streams, or disjoint partitions).
     assert a.tensors("train")["x"].shape[1:] == a.tensors("test")["x"].shape[1:]
     assert not (a.tensors("train")["x"][:16] == a.tensors("test")["x"]).all()
-    if name not in ("seq_digits", "text"):  # generated: another seed, other data
+    if name not in FIXED_DATA:  # generated: another seed, other data
         c = module(task, 40, 16, 16, 8, seed=4)
         assert not (c.tensors("train")["x"] == a.tensors("train")["x"]).all()
 
@@ -84,7 +91,10 @@ def test_batches_match_the_spec(name, text_file):
     spec = task.spec
     d = task.make_split("train", 32, seed=0)
     x, y, mask = d["x"], d["y"], d["mask"]
-    assert x.shape[:2] == mask.shape == (len(x), spec.seq_len)
+    if spec.default_head == "seq2seq":  # source and target have lengths of their own
+        assert x.shape == (len(x), spec.seq_len) and y.shape == mask.shape == (len(x), spec.positions)
+    else:
+        assert x.shape[:2] == mask.shape == (len(x), spec.seq_len)
     if spec.input_kind == "tokens":
         assert x.dtype == np.int64 and x.min() >= 0 and x.max() < spec.input_size
     else:
@@ -156,7 +166,8 @@ def test_nback_indices_and_match_rate():
 
 
 def test_dms_periods_and_decision_step():
-    task = api.task("dms", num_stimuli=4, fixation_steps=2, sample_steps=2, delay=3, test_steps=2)
+    task = api.task("dms", num_stimuli=4, fixation_steps=2, sample_steps=2, delay=3, test_steps=2,
+                    delay_jitter=0, noise=0.0)
     assert task.periods == {"fixation": (0, 2), "sample": (2, 4), "delay": (4, 7), "test": (7, 9),
                             "decision": (9, 10)}
     d = task.generate(400, np.random.default_rng(0))
@@ -234,8 +245,30 @@ def test_chance_nback_balanced_accuracy_of_memoryless_rules():
     assert (y == 0).mean() == pytest.approx(0.7, abs=0.01)  # what plain accuracy would credit
 
 
+def test_dms_jitter_and_noise_keep_the_layout():
+    """The delay varies within delay ± jitter; noise tokens appear in the delay only; the decision
+    is the last real step; the answer is whether test equals sample."""
+    task = api.task("dms", num_stimuli=4, fixation_steps=1, sample_steps=2, delay=6, delay_jitter=2,
+                    noise=0.5, num_noise=3, test_steps=2)
+    d = task.generate(2000, np.random.default_rng(0))
+    x, y, mask, length = d["x"], d["y"], d["mask"], d["length"]
+    assert x.shape[1] == task.spec.seq_len == 1 + 2 + 8 + 2 + 1
+    decision = mask.argmax(1)
+    assert (decision == length - 1).all() and (x[np.arange(2000), decision] == 6).all()
+    delays = decision - 2 - 1 - 2  # decision = fixation + sample + delay + test
+    assert set(delays.tolist()) == {4, 5, 6, 7, 8}
+    sample, test = x[:, 1], x[np.arange(2000), decision - 1]
+    assert (y[mask] == (sample == test)).all()
+    import torch
+
+    in_delay = task.delay_mask(torch.from_numpy(x), torch.from_numpy(mask)).numpy()
+    assert (in_delay.sum(1) == delays).all()
+    noise = x >= 7  # tokens 7..9
+    assert not (noise & ~in_delay).any() and 0.4 < noise[in_delay].mean() < 0.6
+
+
 def test_chance_dms_from_the_test_stimulus_alone():
-    task = api.task("dms", num_stimuli=4)
+    task = api.task("dms", num_stimuli=4, delay_jitter=0)
     d = task.generate(40000, np.random.default_rng(1))
     test_stimulus = d["x"][:, task.periods["test"][0]]
     assert _best_given(test_stimulus, d["y"][:, -1]) == pytest.approx(task.spec.chance["acc"], abs=0.01)

@@ -113,7 +113,7 @@ def test_text_experiment_trains_on_local_files(make_cfg, files, cell):
 
 
 def _setup(task):
-    MemoryDataModule(task, 100, 100, 100, 8, on_device=False, seed=0, cache_dir=None).setup()
+    MemoryDataModule(task, 100, 100, 100, 8, on_device=False, regime="fixed", seed=0, cache_dir=None).setup()
 
 
 def test_missing_file(tmp_path):
@@ -166,3 +166,33 @@ def test_offline_hub_name_is_a_clear_error():
     task = api.task("text", dataset="stanfordnlp/sst2", text_column="sentence")
     with pytest.raises(DataError, match=r"hub dataset 'stanfordnlp/sst2' could not be loaded.*Offline"):
         _setup(task)
+
+
+def test_predict_uses_the_stored_vocabulary_and_matches_test_time(make_cfg, files, tmp_path):
+    """A text run applied to raw texts, with the training files gone: the same labels as the
+    model's own test-time predictions; an unseen word is <unk>; an empty text is refused."""
+    import io
+
+    from stm_lab import predict as predict_cli
+
+    cfg = make_cfg("data=text", *BASE, files_override(files), "cell.hidden_size=16", "embedding_dim=8",
+                   "trainer.max_epochs=1", tiny=False)
+    summary = train(cfg)
+    run = api.load_run(cfg.paths.output_dir)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    with torch.no_grad():
+        expected = run.model(dm.tensors("test")).preds.argmax(-1).tolist()
+    names = run.task.class_names
+    for path in files.values():
+        Path(path).unlink()  # predict needs only the run folder
+    texts = [t for t, _ in TEST_ROWS]
+    out = io.StringIO()
+    assert predict_cli.main([f"run={summary['output_dir']}"], stdin=io.StringIO("\n".join(texts) + "\n"),
+                            stdout=out) == 0
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [a["prediction"] for a in answers] == [names[i] for i in expected]
+    assert set(answers[0]["probabilities"]) == set(names)
+    loaded = api.load_run(summary["output_dir"])
+    assert loaded.task.encode("good unseenword")["x"][0].tolist() == [loaded.task.vocabulary["good"], 1]
+    assert predict_cli.main([f"run={summary['output_dir']}", "--input", "   "]) == 2

@@ -33,9 +33,11 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
-from stm_lab.errors import ConfigError
+from stm_lab.errors import ConfigError, RunFolderError
 from stm_lab.optuna_trial import PRUNED_AT, default_storage
+from stm_lab.runfolder import RunLock
 
 if TYPE_CHECKING:
     from hydra_plugins.stm_lab_optuna.sweeper import OptunaSweeper
@@ -255,10 +257,26 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = opts.get("storage") or default_storage(sweep_dir)
     study_name = str(opts.get("study_name") or "stm_lab")
+    # One search process per sweep folder: it alone asks, tells and closes stale trials.
+    with RunLock(sweep_dir, what="search"):
+        check_storage(sweep_dir, storage, study_name)
+        keep_copy(storage)
+        return _search(sweeper, sweep_dir, storage, study_name, fixed, dims, metric, direction, n_trials, n_jobs)
+
+
+def _search(sweeper: OptunaSweeper, sweep_dir: Path, storage: str, study_name: str, fixed: list[str],
+            dims: list[Dimension], metric: str, direction: str, n_trials: int, n_jobs: int) -> optuna.Study:
+    opts = sweeper.options
     sampler = build_sampler(opts.get("sampler"), dims)
     pruner = instantiate(opts["pruner"]) if opts.get("pruner") else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
-                                pruner=pruner, direction=direction, load_if_exists=True)
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
+                                    pruner=pruner, direction=direction, load_if_exists=True)
+    except SQLAlchemyError as e:
+        db = sqlite_file(storage)
+        copy = f" (the copy kept at the last start: {BACKUP.format(db=db)})" if db is not None else ""
+        raise RunFolderError(f"the search's storage {storage} cannot be read ({_first_line(e)}); restore "
+                             f"it{copy}, or give the search a new hydra.sweep.dir") from None
 
     signature = space_signature(fixed, dims, direction)
     known = study.user_attrs.get("signature")
@@ -306,6 +324,96 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> optuna.Study:
     return study
 
 
+# ------------------------------------------------------------ the study's storage
+
+BACKUP = "{db}.bak"  # a copy of the study's SQLite file, taken at each start of the search
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_file(storage: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` storage URL; None for any other storage."""
+    prefix = "sqlite:///"
+    return Path(storage[len(prefix):]) if storage.startswith(prefix) and len(storage) > len(prefix) else None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    return f"{type(getattr(e, 'orig', None) or e).__name__}: {text[0][:160] if text else ''}"
+
+
+def existing_trials(sweep_dir: Path) -> list[str]:
+    """What a search already left in this folder: trials.csv, best.yaml, trial folders."""
+    found = [name for name in (TRIALS_CSV, BEST_YAML) if (sweep_dir / name).exists()]
+    folders = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()] if sweep_dir.is_dir() else []
+    if folders:
+        found.append(f"{len(folders)} trial folder{'s' if len(folders) > 1 else ''}")
+    return found
+
+
+def check_storage(sweep_dir: Path, storage: str, study_name: str) -> None:
+    """Refuse to start a search that would silently start over: an unreadable database, or
+    trials in the folder that the database does not know. Reads only; writes nothing."""
+    db = sqlite_file(storage)
+    trials = existing_trials(sweep_dir)
+    if db is not None:
+        backup = Path(BACKUP.format(db=db))
+        restore = (f"restore the copy kept at the last start (cp {backup} {db})" if backup.exists()
+                   else f"restore it (no copy {backup.name} was found)")
+        if db.exists():
+            problem = None
+            if db.stat().st_size == 0:
+                problem = "empty (0 bytes)"
+            else:
+                with open(db, "rb") as f:
+                    if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                        problem = "not an SQLite database (its header is wrong)"
+            if problem:
+                raise RunFolderError(f"{db} is {problem}, so the search in {sweep_dir} cannot be resumed: {restore}, "
+                                     f"or move {db.name} away to start a new search (its trials.csv and trial "
+                                     f"folders would then be rewritten: better a new hydra.sweep.dir)")
+        elif trials:
+            raise RunFolderError(f"{sweep_dir} holds {', '.join(trials)} but no {db.name}: starting would "
+                                 f"overwrite them. {restore[0].upper()}{restore[1:]}, or give the search a "
+                                 "new hydra.sweep.dir")
+    if not trials:
+        return
+    try:
+        names = optuna.study.get_all_study_names(storage=storage)
+    except (SQLAlchemyError, ValueError, RuntimeError) as e:
+        raise RunFolderError(f"the search's storage {storage} cannot be read ({_first_line(e)}); "
+                             "restore it, or give the search a new hydra.sweep.dir") from None
+    if study_name not in names:
+        where = db if db is not None else storage
+        raise RunFolderError(
+            f"{sweep_dir} holds {', '.join(trials)} but {where} has no study '{study_name}' "
+            f"(it has: {', '.join(names) or 'none'}): to resume that search, set hydra.sweeper.study_name "
+            "to its name (or restore the database); to start another, give it a new hydra.sweep.dir")
+
+
+def keep_copy(storage: str) -> None:
+    """``optuna.db.bak``: a consistent copy of the study as it was when this search started
+    (SQLite's online backup; written aside, then renamed). Other storages keep their own."""
+    db = sqlite_file(storage)
+    if db is None or not db.exists():
+        return
+    import sqlite3
+
+    backup = Path(BACKUP.format(db=db))
+    fd, tmp = tempfile.mkstemp(dir=db.parent, prefix=f".{backup.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        src, dst = sqlite3.connect(db), sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        os.replace(tmp, backup)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def resolve_objective(config: Any, metric: str, direction: str) -> tuple[str, str]:
     """``optimized_metric: auto`` is the best validation value of the task's headline metric;
     ``direction: auto`` follows the metric's own definition (maximize accuracy, minimize MSE)."""
@@ -326,10 +434,15 @@ def resolve_objective(config: Any, metric: str, direction: str) -> tuple[str, st
     return metric, direction
 
 
+# Each trial's folder is its number (whatever hydra.sweep.subdir says for grid sweeps): the runs
+# find their trial by job number, and trials.csv points at <sweep dir>/<number>.
+TRIAL_SUBDIR = "hydra.sweep.subdir=${hydra.job.num}"
+
+
 def launch(sweeper: OptunaSweeper, study: optuna.Study, trials: list[optuna.Trial],
            batch: list[list[str]], first_job: int) -> list[JobReturn]:
     try:
-        return list(sweeper.launcher.launch(batch, initial_job_idx=first_job))
+        return list(sweeper.launcher.launch([[*b, TRIAL_SUBDIR] for b in batch], initial_job_idx=first_job))
     except SystemExit as e:
         # Jobs' exits are turned into exceptions (sweeper.exit_as_failure); one that still
         # reaches here ended a launcher: the whole batch is lost, the search goes on.

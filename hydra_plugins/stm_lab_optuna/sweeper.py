@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
 
 from hydra.core.plugins import Plugins
@@ -27,9 +28,19 @@ class OptunaSweeper(Sweeper):
             task_function=functools.partial(exit_as_failure, task_function))
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Run the search. Under Hydra's command line (after :meth:`setup`), a config error or a
+        sweep folder that cannot be used ends the command with one line and exit code 2, as a
+        single run's config error does; called directly, the error is raised."""
         from hydra_plugins.stm_lab_optuna._search import run_search
+        from stm_lab.errors import ConfigError, RunFolderError
 
-        return run_search(self, arguments)
+        try:
+            return run_search(self, arguments)
+        except (ConfigError, RunFolderError) as e:
+            if self.hydra_context is None:
+                raise
+            print(f"stm_lab: {e}", file=sys.stderr)
+            sys.exit(2)
 
 
 class JobExited(RuntimeError):

@@ -5,5 +5,6 @@ a ``conf/head/`` option."""
 from stm_lab.heads.base import Head
 from stm_lab.heads.readout import PerStepHead, SequenceHead
 from stm_lab.heads.ridge import RidgeHead
+from stm_lab.heads.seq2seq import Seq2SeqHead
 
-__all__ = ["Head", "PerStepHead", "RidgeHead", "SequenceHead"]
+__all__ = ["Head", "PerStepHead", "RidgeHead", "Seq2SeqHead", "SequenceHead"]

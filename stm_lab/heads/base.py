@@ -30,11 +30,14 @@ class Head(nn.Module):
 
     Class attributes a head may set: ``freezes_core`` (the encoder and core are not trained:
     a probe), ``needs_final_state`` (the core is run with the sequences' lengths so that
-    ``CoreOutput.final`` is each sequence's state at its last real step).
+    ``CoreOutput.final`` is each sequence's state at its last real step), ``needs_cell_config``
+    (the head is also given the run's ``cell`` section as ``cell_config=``: a decoder built like
+    the core).
     """
 
     freezes_core: ClassVar[bool] = False
     needs_final_state: ClassVar[bool] = False
+    needs_cell_config: ClassVar[bool] = False
 
     def __init__(self, hidden_size: int, spec: TaskSpec) -> None:
         super().__init__()

@@ -24,11 +24,22 @@ class Scored:
     ``mask``: the (B, T) bool mask they were taken from (for a decoder: the target positions).
     ``row`` and ``position`` (each step's sequence, and its index among that sequence's scored
     steps) are computed on first use only: they cost a host sync.
+
+    ``tokens``: for a head that generates its output (a decoder decoding greedily), the token it
+    emitted at each scored step, aligned with ``target``; -1 where it emitted none (its sequence
+    had already ended, or was cut at its maximum length). None: the prediction is
+    ``preds.argmax(-1)``. :attr:`predicted` gives whichever applies.
     """
 
     preds: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor
+    tokens: torch.Tensor | None = None
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        """The predicted class at each scored step: the emitted token, else the arg-max score."""
+        return self.tokens if self.tokens is not None else self.preds.argmax(-1)
 
     @property
     def rows(self) -> int:
@@ -47,4 +58,4 @@ class Scored:
         return self._row_position[1]
 
     def detach(self) -> Scored:
-        return Scored(self.preds.detach(), self.target, self.mask)
+        return Scored(self.preds.detach(), self.target, self.mask, self.tokens)

@@ -4,6 +4,7 @@
 from stm_lab.tasks import (  # noqa: F401
     adding,
     associative_recall,
+    babi,
     compression,
     copy,
     dms,
@@ -13,6 +14,8 @@ from stm_lab.tasks import (  # noqa: F401
     memory_capacity,
     mqar,
     nback,
+    pairs,
+    scan,
     selective_copy,
     seq_digits,
     serial_recall,

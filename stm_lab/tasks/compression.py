@@ -27,9 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, class_scores
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Baseline, Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
 
 
 def compression_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int) -> Arrays:
@@ -90,7 +89,7 @@ class CompressionTask(Task):
         one-token memory: (1 + (T-2)/(V-1)) / (T-1)."""
         out = super().baselines(train, test)
         out["last_token"] = Baseline(
-            class_scores(last_token(test, self.seq_len), self.vocab_size - 1),
+            one_hot(last_token(test, self.seq_len), self.vocab_size - 1),
             "remembers only the last data token and repeats it: exact at the last position, "
             "chance elsewhere", memoryless=False)
         return out

@@ -78,6 +78,10 @@ class CopyTask(Task):
         delay[:, self.list_length:self.recall_start - 1] = True
         return delay
 
+    def decode(self, classes: np.ndarray) -> list[int]:
+        """Class c is the symbol token c + 1 (0 is the blank): predictions read as the input's tokens."""
+        return [int(c) + 1 for c in classes]
+
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         L, T = self.list_length, self.seq_len
         symbols = rng.integers(1, self.num_symbols + 1, size=(n, L))

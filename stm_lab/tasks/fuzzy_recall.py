@@ -35,11 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, class_scores
 from stm_lab.tasks.in_context_recall import value_history_baselines
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.sampling import distinct
-from stm_lab.tasks.spec import Baseline, Task, TaskSpec, split_rng, task_field
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
 
 
 def fuzzy_recall_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int,
@@ -174,24 +173,26 @@ class FuzzyInContextRecallTask(Task):
             tags=("associative-recall", "binding", "fuzzy"),
         )
 
-    def generate(self, n: int, rng: np.random.Generator, training: bool = False) -> dict[str, np.ndarray]:
-        """``training=True`` draws key motifs of every length (the training split); the default
-        is the test distribution (keys of ``key_motif_size`` tokens)."""
-        return fuzzy_recall_arrays(n, rng, self.vocab_size, self.seq_len, self.key_motif_size,
-                                   self.value_motif_size, training)
+    def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The evaluation distribution: keys of ``key_motif_size`` tokens."""
+        return self.generate_split("test", n, rng)
 
-    def make_split(self, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
-        return self.generate(n, split_rng(seed, split), training=split == "train")
+    def generate_split(self, split: str, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Training sequences draw key motifs of every length; validation and test keys of
+        ``key_motif_size`` tokens (as MAD). The data module draws every split, fresh training
+        epochs and held-out redraws included, through here."""
+        return fuzzy_recall_arrays(n, rng, self.vocab_size, self.seq_len, self.key_motif_size,
+                                   self.value_motif_size, training=split == "train")
 
     def baselines(self, train: Arrays, test: Arrays) -> dict[str, Baseline]:
         """Beside the memoryless ones, two that remember value tokens but no key-value binding."""
         nk, nv, pad = self.num_keys, self.num_values, self.vocab_size - 1
         out = super().baselines(train, test)
         out["most_frequent_value"] = Baseline(
-            class_scores(value_history_baselines(test, nk, nk + nv)["most_frequent"], nv),
+            one_hot(value_history_baselines(test, nk, nk + nv)["most_frequent"], nv),
             "the most frequent value token so far (ties: the most recent): values, no bindings",
             memoryless=False)
         out["previous_value_motif"] = Baseline(
-            class_scores(previous_value_motif(test, nk, pad), nv),
+            one_hot(previous_value_motif(test, nk, pad), nv),
             "the value motif shown just before the current key, token by token", memoryless=False)
         return out

@@ -34,9 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, class_scores
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Baseline, Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
 
 _ROW_CHUNK_ELEMENTS = 20_000_000  # bound on rows x steps x values held at once by the baselines
 
@@ -164,10 +163,10 @@ class InContextRecallTask(Task):
         history = value_history_baselines(test, lo, hi)
         out = super().baselines(train, test)
         out["most_frequent_value"] = Baseline(
-            class_scores(history["most_frequent"], self.num_values),
+            one_hot(history["most_frequent"], self.num_values),
             "the most frequent value so far (ties: the most recent): values, no bindings",
             memoryless=False)
         out["most_recent_value"] = Baseline(
-            class_scores(history["most_recent"], self.num_values),
+            one_hot(history["most_recent"], self.num_values),
             "the latest value shown: values, no bindings", memoryless=False)
         return out

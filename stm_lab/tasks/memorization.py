@@ -16,21 +16,22 @@ sequence are uniform with replacement. Output over the values: chance 1/number o
 **This is not a short-term memory task, and its test repeats its training items on purpose.**
 The only thing held across time is the key for one step; what is measured is how much of the
 map the weights store, so every test key (and its value) occurs in training: there is nothing
-else to test. ``test_repeats_training`` says so, and :meth:`training_coverage` measures it on
-real splits. Report it apart from the in-context tasks. The training-set size is the
-difficulty knob (MAD: 256 sequences); with too few, some keys are never shown in training.
+else to test. So evaluation items are not held out (``held_out = False``, as for a fixed
+dataset; only ``data.regime=fixed``), and the overlap is measured, an item being a key and its
+value: :meth:`overlap_with_train` is the share of the scored keys of a split that the training
+split shows, recorded in summary.json (``data.overlap_with_train``; 1.0 at the default size).
+Report it apart from the in-context tasks. The training-set size is the difficulty knob (MAD:
+256 sequences); with too few, some keys are never shown in training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Arrays, Task, TaskSpec, task_field
 
 
 @TASKS.register("memorization")
@@ -42,7 +43,7 @@ class MemorizationTask(Task):
 
     # Test items intentionally occur in training: the task measures in-weights memory of a
     # fixed map, so the test asks for the very pairs the training split shows.
-    test_repeats_training: ClassVar[bool] = True
+    held_out = False
 
     def __post_init__(self) -> None:
         self.require(self.vocab_size >= 4, "vocab_size", "an integer >= 4")
@@ -73,7 +74,7 @@ class MemorizationTask(Task):
             chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values},
             chance_note=f"uniform guess among {self.num_values} values. In-weights memory, not "
                         "short-term memory: the key-to-value map is fixed, so the test split repeats "
-                        "the training pairs on purpose (test_repeats_training); report it apart",
+                        "the training pairs on purpose (data.overlap_with_train); report it apart",
             default_head="per_step",
             metrics=("acc", "recall"),
             headline="acc",
@@ -90,9 +91,10 @@ class MemorizationTask(Task):
         y[:, 1::2] = self.value_map()[keys] - nk
         return {"x": x, "y": y, "mask": y >= 0}
 
-    def training_coverage(self, train: Arrays, test: Arrays) -> float:
-        """Share of the test's scored steps whose key occurs in the training split (1.0 when
-        the training set covers the map, the intended regime)."""
+    def overlap_with_train(self, train: Arrays, evaluate: Arrays) -> float:
+        """Share of ``evaluate``'s scored steps whose key occurs in the training split (1.0 when
+        the training set covers the map, the intended regime): an item is a key and its value,
+        the same in every sequence, not a whole sequence."""
         seen = np.zeros(self.num_keys, dtype=bool)
         seen[np.unique(train["x"][:, 0::2])] = True
-        return float(seen[test["x"][:, 0::2]].mean())
+        return float(seen[evaluate["x"][:, 0::2]].mean())

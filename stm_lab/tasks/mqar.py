@@ -32,10 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, baseline_rng, class_scores, shuffle_rows
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.sampling import distinct, weighted_without_replacement
-from stm_lab.tasks.spec import Baseline, Task, TaskSpec, task_field
+from stm_lab.tasks.sampling import (
+    baseline_rng,
+    distinct,
+    shuffle_rows,
+    weighted_without_replacement,
+)
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
 
 
 def mqar_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int, num_pairs: int,
@@ -136,11 +140,11 @@ class MQARTask(Task):
         K, V, C = self.num_pairs, self.vocab_size, self.num_values
         out = super().baselines(train, test)
         out["bag_of_values"] = Baseline(
-            class_scores(bag_of_values(test, K, V, baseline_rng()), C),
+            one_hot(bag_of_values(test, K, V, baseline_rng()), C),
             "the K values shown, in a random order: knows the values, not the bindings (1/K)",
             memoryless=False)
         out["order_shortcut"] = Baseline(
-            class_scores(order_shortcut(test, K, V), C),
+            one_hot(order_shortcut(test, K, V), C),
             "the i-th query answered with the i-th value shown (earlier keys tend to be asked first)",
             memoryless=False)
         return out

@@ -1,8 +1,23 @@
-"""Vectorised draws shared by the recall generators."""
+"""Vectorised draws shared by the recall generators and their random baselines."""
 
 from __future__ import annotations
 
 import numpy as np
+
+# The seed of the baselines that answer at random: a fixed stream, so that a run's floors are
+# the same on every run of the same data.
+BASELINE_SEED = 0
+
+
+def baseline_rng() -> np.random.Generator:
+    """The random stream of a baseline that answers at random (fixed: reproducible floors)."""
+    return np.random.default_rng(BASELINE_SEED)
+
+
+def shuffle_rows(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each row's entries in an independent random order (a bag: the right items, order forgotten)."""
+    order = np.argsort(rng.random(values.shape), axis=1)
+    return np.take_along_axis(values, order, axis=1)
 
 
 def distinct(rng: np.random.Generator, shape: tuple[int, ...], low: int, high: int) -> np.ndarray:

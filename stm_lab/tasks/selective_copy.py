@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stm_lab.tasks.baselines import Arrays, baseline_rng, class_scores, shuffle_rows
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.sampling import distinct
-from stm_lab.tasks.spec import Baseline, Task, TaskSpec, task_field
+from stm_lab.tasks.sampling import baseline_rng, distinct, shuffle_rows
+from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
 
 
 def selective_copy_arrays(n: int, rng: np.random.Generator, num_tokens: int, num_blanks: int,
@@ -103,7 +102,7 @@ class SelectiveCopyTask(Task):
         are uniform), one that remembers which tokens were shown but not where."""
         out = super().baselines(train, test)
         out["bag_without_order"] = Baseline(
-            class_scores(bag_without_order(test, self.num_tokens, baseline_rng()), self.vocab_size - 2),
+            one_hot(bag_without_order(test, self.num_tokens, baseline_rng()), self.vocab_size - 2),
             "the sequence's own data tokens in a random order: which tokens, not their order",
             memoryless=False)
         return out

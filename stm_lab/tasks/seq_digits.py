@@ -48,6 +48,8 @@ def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int)
 @TASKS.register("seq_digits")
 @dataclass(frozen=True)
 class SequentialDigitsTask(Task):
+    held_out = False  # a fixed dataset: its overlap is measured, not removed
+
     mode: str = task_field("pixels: 64 steps of 1 value | rows: 8 steps of 8 values")
     permute: bool = task_field("apply one fixed random permutation to the pixel order")
     permutation_seed: int = task_field("seed of that permutation (fixed across runs)")

@@ -70,6 +70,10 @@ class SerialRecallTask(Task):
             tags=("working-memory", "serial-recall", "span"),
         )
 
+    def decode(self, classes: np.ndarray) -> list[int]:
+        """Class c is the symbol token c + 1 (0 is the blank): predictions read as the input's tokens."""
+        return [int(c) + 1 for c in classes]
+
     def generate(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         T, M = self.seq_len, self.max_length
         lengths = rng.integers(self.min_length, self.max_length + 1, size=n)
