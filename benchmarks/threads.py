@@ -63,6 +63,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from cpu_model import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ("torch", "one", "passive", "affinity", "auto")
 # Inherited settings that would decide the outcome for every policy alike: removed.
@@ -143,12 +145,7 @@ def uptime() -> str:
 
 
 def machine(env: dict[str, str]) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     sys.path.insert(0, str(ROOT))
     from stm_lab.threads import cgroup_cpu_quota
 

@@ -31,6 +31,7 @@ from torchmetrics import Metric
 
 from stm_lab.metrics.definitions import METRICS, MetricDef
 from stm_lab.metrics.scored import Scored
+from stm_lab.metrics.scores import Rate
 
 if TYPE_CHECKING:
     from stm_lab.tasks.spec import TaskSpec
@@ -78,60 +79,31 @@ def outcome(s: Scored) -> Outcome:
                    exact=scored & (hits.sum(1) == counts), length_ok=length_ok)
 
 
-class RowRate(Metric):
+class RowRate(Rate):
     """The share of rows (with a target) for which a per-row outcome holds."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, ok: torch.Tensor, scored: torch.Tensor) -> None:
         self.correct += (ok & scored).sum()
         self.total += scored.sum()
 
-    def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
 
-
-class StepRate(Metric):
+class StepRate(Rate):
     """The share of scored steps that are hits."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, hit: torch.Tensor) -> None:
         self.correct += hit.sum()
         self.total += hit.numel()
 
-    def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
 
-
-class PositionRate(Metric):
+class PositionRate(Rate):
     """The share of hits at each output position (the last position also holds any later ones)."""
 
-    full_state_update = False
-
     def __init__(self, positions: int) -> None:
-        super().__init__()
+        super().__init__(positions)
         self.positions = positions
-        self.add_state("correct", torch.zeros(positions), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(positions), dist_reduce_fx="sum")
 
     def update(self, hit: torch.Tensor, position: torch.Tensor) -> None:
-        pos = position.clamp(max=self.positions - 1)
-        self.correct.index_add_(0, pos, hit.float())
-        self.total.index_add_(0, pos, torch.ones_like(hit, dtype=torch.float))
-
-    def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
+        self.add_at(hit, position)
 
 
 class ClassRecall(Metric):

@@ -11,39 +11,44 @@ import torch
 from torchmetrics import Metric
 
 
-class SerialPositionAccuracy(Metric):
-    """Accuracy at each serial position of the scored window (the serial-position curve).
-
-    ``position`` is the index of each scored step among its sequence's scored steps.
-    """
+class Rate(Metric):
+    """A share, ``correct / total``, of everything seen: a scalar, or one per slot (``slots``).
+    Subclasses say what counts in ``update``; the sums make it independent of batching."""
 
     full_state_update = False
 
-    def __init__(self, positions: int) -> None:
+    def __init__(self, slots: int | None = None) -> None:
         super().__init__()
-        self.positions = positions
-        self.add_state("correct", torch.zeros(positions), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(positions), dist_reduce_fx="sum")
+        shape = () if slots is None else (slots,)
+        self.add_state("correct", torch.zeros(shape), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(shape), dist_reduce_fx="sum")
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor, position: torch.Tensor) -> None:
-        hit = (preds.argmax(-1) == target).float()
-        pos = position.clamp(max=self.positions - 1)
-        self.correct.index_add_(0, pos, hit)
-        self.total.index_add_(0, pos, torch.ones_like(hit))
+    def add_at(self, hit: torch.Tensor, slot: torch.Tensor) -> None:
+        """Count ``hit`` (one per item) into each item's slot; slots past the last go to it."""
+        slot = slot.clamp(max=self.correct.numel() - 1)
+        self.correct.index_add_(0, slot, hit.float())
+        self.total.index_add_(0, slot, torch.ones_like(hit, dtype=torch.float))
 
     def compute(self) -> torch.Tensor:
         return self.correct / self.total.clamp(min=1)
 
 
-class SequenceAccuracy(Metric):
+class SerialPositionAccuracy(Rate):
+    """Accuracy at each serial position of the scored window (the serial-position curve).
+
+    ``position`` is the index of each scored step among its sequence's scored steps.
+    """
+
+    def __init__(self, positions: int) -> None:
+        super().__init__(positions)
+        self.positions = positions
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, position: torch.Tensor) -> None:
+        self.add_at(preds.argmax(-1) == target, position)
+
+
+class SequenceAccuracy(Rate):
     """Fraction of sequences whose scored steps are all correct (whole-list recall)."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("correct", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, row: torch.Tensor, rows: int) -> None:
         scored = torch.bincount(row, minlength=rows) > 0
@@ -51,27 +56,14 @@ class SequenceAccuracy(Metric):
         self.correct += (scored & (wrong == 0)).sum()
         self.total += scored.sum()
 
-    def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
 
-
-class PositiveRecall(Metric):
+class PositiveRecall(Rate):
     """Recall of class 1 (the hit rate of a detection task such as n-back): TP / (TP + FN)."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("hits", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("positives", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         pos = target == 1
-        self.hits += (preds.argmax(-1)[pos] == 1).sum()
-        self.positives += pos.sum()
-
-    def compute(self) -> torch.Tensor:
-        return self.hits / self.positives.clamp(min=1)
+        self.correct += (preds.argmax(-1)[pos] == 1).sum()
+        self.total += pos.sum()
 
 
 class LagR2(Metric):
