@@ -92,6 +92,17 @@ class GateStatistics(pl.Callback):
         self.saturation, self.prefix = saturation, prefix
         self.last: dict[str, float] = {}
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Before the first training step: a cell without gates to read (a researcher's own cell,
+        # the attention or minGRU comparators) is a config error, not a failure one epoch in.
+        self._check_cell(pl_module)
+
+    @staticmethod
+    def _check_cell(pl_module: pl.LightningModule) -> None:
+        if not hasattr(pl_module.core, "internals"):
+            raise ConfigError("callbacks.gate_stats", "GateStatistics",
+                              hint=f"the cell {type(pl_module.core).__name__} has no internals() to read gates from")
+
     def _batch(self, trainer: pl.Trainer) -> dict[str, Tensor] | None:
         loaders = trainer.val_dataloaders
         loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
@@ -117,9 +128,7 @@ class GateStatistics(pl.Callback):
         mask = batch["mask"].to(pl_module.device)
         task: Any = getattr(trainer.datamodule, "task", None)
         delay = task.delay_mask(x, mask) if task is not None else None
-        if not hasattr(pl_module.core, "internals"):
-            raise ConfigError("callbacks.gate_stats", "GateStatistics",
-                              hint=f"the cell {type(pl_module.core).__name__} has no internals() to read gates from")
+        self._check_cell(pl_module)
         with torch.no_grad():
             internals = pl_module.core.internals(pl_module.encoder(x).float())
         self.last = gate_statistics(internals, delay, self.saturation)

@@ -30,6 +30,13 @@ TINY_PARAMS = {
     # The text file's review -> label columns serve as a (tiny) paired-text set.
     "pairs": {"source_column": "text", "target_column": "label", "test_split": None, "val_fraction": 0.2,
               "test_fraction": 0.2},
+    # Recall benchmarks (their own indices and baselines: tests/test_recall_tasks.py).
+    "mqar": {"vocab_size": 16, "seq_len": 16, "num_pairs": 3},
+    "selective_copy": {"num_tokens": 3, "num_blanks": 5, "vocab_size": 6},
+    "in_context_recall": {"vocab_size": 8, "seq_len": 12},
+    "fuzzy_in_context_recall": {"vocab_size": 9, "seq_len": 20, "key_motif_size": 2, "value_motif_size": 2},
+    "compression": {"vocab_size": 5, "seq_len": 6},
+    "memorization": {"vocab_size": 12, "seq_len": 8},
 }
 FIXED_DATA = ("seq_digits", "text", "scan", "pairs")  # real data or a fixed set: the run seed does not change it
 

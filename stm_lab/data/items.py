@@ -49,11 +49,11 @@ def take(arrays: Arrays, index: np.ndarray) -> Arrays:
 
 def draw_excluding(task: Task, n: int, rng: np.random.Generator, exclude: np.ndarray | None,
                    split: str) -> Arrays:
-    """``n`` sequences from ``rng`` with no item in ``exclude``: excluded ones are dropped and
-    more are drawn from the same stream, so the result depends only on the seed."""
+    """``n`` sequences of ``split`` from ``rng`` with no item in ``exclude``: excluded ones are
+    dropped and more are drawn from the same stream, so the result depends only on the seed."""
     parts, have = [], 0
     for _ in range(_ROUNDS):
-        batch = task.generate(max(n - have, 16), rng)
+        batch = task.generate_split(split, max(n - have, 16), rng)
         if exclude is not None and len(exclude):
             batch = take(batch, np.flatnonzero(~np.isin(item_keys(batch), exclude)))
         parts.append(batch)

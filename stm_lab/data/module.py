@@ -76,7 +76,9 @@ class MemoryDataModule(pl.LightningDataModule):
             raise ConfigError("data.regime", regime, ["fixed", "fresh"])
         if regime == "fresh" and not task.held_out:
             raise ConfigError("data.regime", regime, ["fixed"],
-                              hint=f"{task.name or type(task).__name__} reads a fixed set: there is nothing to draw fresh")
+                              hint=f"{task.name or type(task).__name__} holds no evaluation items out of training "
+                                   "(a fixed dataset, or a task that tests what it trains on): it has one fixed "
+                                   "training set")
         self.task, self.seed, self.cache_dir, self.regime = task, seed, cache_dir, regime
         self.data_seed = task.draw_seed(seed)  # the run's seed, unless the task fixes its data
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
@@ -138,10 +140,18 @@ class MemoryDataModule(pl.LightningDataModule):
     def report(self) -> dict[str, Any]:
         """What summary.json records about the data: the regime, whether evaluation items are held
         out of training, and the measured share of validation and test items that also occur in
-        the training split (fresh: in epoch 0's draw; every epoch excludes them the same way)."""
-        train = item_keys(self.arrays("train"))
+        the training split (fresh: in epoch 0's draw; every epoch excludes them the same way). An
+        item is a whole input, unless the task says otherwise (:meth:`Task.overlap_with_train`)."""
+        train = self.arrays("train")
+        keys = item_keys(train)
+
+        def shared(split: str) -> float:
+            arrays = self.arrays(split)
+            own = self.task.overlap_with_train(train, arrays)  # a task whose item is not a sequence
+            return overlap(item_keys(arrays), keys) if own is None else own
+
         return {"regime": self.regime, "held_out": self.task.held_out,
-                "overlap_with_train": {s: overlap(item_keys(self.arrays(s)), train) for s in ("val", "test")},
+                "overlap_with_train": {s: shared(s) for s in ("val", "test")},
                 "sizes": dict(self.sizes)}
 
     # -------------------------------------------------------------------------- loaders

@@ -111,11 +111,18 @@ class Task:
         """Make ``n`` sequences: arrays ``x``, ``y``, ``mask`` as described in :class:`TaskSpec`."""
         raise NotImplementedError
 
+    def generate_split(self, split: str, n: int, rng: np.random.Generator) -> Arrays:
+        """``n`` sequences of ``split``: :meth:`generate`, unless the task draws its training
+        sequences from another distribution than its evaluation ones (fuzzy in-context recall:
+        keys of every length in training, full-length keys in validation and test). Every
+        split, held-out draws and fresh epochs included, is generated through here."""
+        return self.generate(n, rng)
+
     def make_split(self, split: str, n: int, seed: int) -> Arrays:
         """The arrays of one split. Generated tasks draw ``n`` sequences from the split's own
         seed stream; tasks on real data override this to load, partition and encode their
         data (``n`` is then an upper bound on the split's size)."""
-        return self.generate(n, split_rng(self.draw_seed(seed), split))
+        return self.generate_split(split, n, split_rng(self.draw_seed(seed), split))
 
     def draw_seed(self, run_seed: int) -> int:
         """The seed the task's data are drawn from: the run's, unless the task fixes its own (so
@@ -126,6 +133,13 @@ class Task:
         """Anything besides the parameters that decides the data (e.g. a local file's size and
         modification time): part of the cache key, so an edited file is never served stale."""
         return {}
+
+    def overlap_with_train(self, train: Arrays, evaluate: Arrays) -> float | None:
+        """The share of ``evaluate``'s items that also occur in ``train``, for a task whose item
+        is not a whole input sequence (memorization: a key, whose value is fixed across
+        sequences). None, the default: items are whole inputs, compared by
+        :func:`stm_lab.data.items.item_keys`. Recorded in summary.json (``data.overlap_with_train``)."""
+        return None
 
     def delay_mask(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
         """The retention interval of each sequence, as a (B, T) bool tensor like ``mask``: the steps
@@ -209,7 +223,10 @@ def task_field(doc: str) -> Any:
 # ------------------------------------------------------------------------- baselines
 
 
-def _one_hot(classes: np.ndarray, n: int) -> np.ndarray:
+def one_hot(classes: np.ndarray, n: int) -> np.ndarray:
+    """(N,) classes as (N, n) one-hot float32 scores: the form in which a baseline's answers
+    reach the metrics (:attr:`Baseline.preds`)."""
+    classes = np.asarray(classes).reshape(-1)
     out = np.zeros((len(classes), n), dtype=np.float32)
     out[np.arange(len(classes)), classes] = 1.0
     return out
@@ -226,7 +243,7 @@ def _majority(spec: TaskSpec, train: Arrays, test: Arrays) -> np.ndarray:
     n = int(test["mask"].sum())
     if spec.is_classification:
         counts = np.bincount(y_train, minlength=spec.output_size)
-        return _one_hot(np.full(n, counts.argmax()), spec.output_size)
+        return one_hot(np.full(n, counts.argmax()), spec.output_size)
     return np.broadcast_to(y_train.mean(0), (n, spec.output_size)).astype(np.float32).copy()
 
 
@@ -238,14 +255,14 @@ def _current_input(spec: TaskSpec, train: Arrays, test: Arrays) -> np.ndarray:
         np.add.at(counts, (x_train, y_train), 1)
         fallback = counts.sum(0).argmax()  # a token never scored in training: the majority answer
         best = np.where(counts.sum(1) > 0, counts.argmax(1), fallback)
-        return _one_hot(best[x_test], spec.output_size)
+        return one_hot(best[x_test], spec.output_size)
 
     def features(x: np.ndarray) -> np.ndarray:
         if spec.input_kind == "tokens":
-            x = _one_hot(x, spec.input_size)
+            x = one_hot(x, spec.input_size)
         x = x.reshape(len(x), -1).astype(np.float64)
         return np.concatenate([x, np.ones((len(x), 1))], 1)
 
-    target = _one_hot(y_train, spec.output_size) if spec.is_classification else y_train.reshape(len(y_train), -1)
+    target = one_hot(y_train, spec.output_size) if spec.is_classification else y_train.reshape(len(y_train), -1)
     w, *_ = np.linalg.lstsq(features(x_train), target.astype(np.float64), rcond=None)
     return (features(x_test) @ w).astype(np.float32)
