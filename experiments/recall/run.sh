@@ -3,10 +3,10 @@
 # vanilla RNN, the LSTM, the GRU, minGRU and causal attention, then the comparison (intervals over
 # seeds, chance and floors) in results/recall/. Settings: conf/experiment/recall_study.yaml.
 #
-#   bash experiments/recall/run.sh              # 5 cells x 3 widths x 3 K x 3 seeds = 135 runs
+#   bash experiments/recall/run.sh              # 5 cells x 2 widths x 3 K x 3 seeds = 90 runs
 #   SMOKE=1 bash experiments/recall/run.sh      # tiny sizes, 2 widths x 2 K x 3 seeds: checks the pipeline
 #
-# Runs one after another, one thread each (about 1-1.5 CPU-hours in all, see the README).
+# JOBS=2 runs two at a time, one thread each (about 1 CPU-hour in all, see the README).
 # SWEEP_DIR moves the runs (default outputs/recall), OUT the comparison (default results/recall).
 # An interrupted study resumes: finished runs are skipped (skip_completed), the others restart.
 # Re-running the comparison alone:
@@ -14,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline}
+JOBS=${JOBS:-2}
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
     SWEEP_DIR=${SWEEP_DIR:-outputs/recall_smoke}
@@ -26,7 +27,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 else
     SWEEP_DIR=${SWEEP_DIR:-outputs/recall}
     OUT=${OUT:-results/recall}
-    WIDTHS=16,32,64
+    WIDTHS=16,64
     PAIRS=2,4,8
     SEEDS=0,1,2
     SIZE=()
@@ -36,7 +37,8 @@ sweep() {  # sweep NAME LR CELLS: one Hydra multirun over widths x pairs x seeds
     local name=$1 lr=$2 cells=$3
     nice -n 10 "$PY" -m stm_lab -m +experiment=recall_study "cell=$cells" optimizer.lr="$lr" \
         cell.hidden_size=$WIDTHS data.num_pairs=$PAIRS seed=$SEEDS "${SIZE[@]}" \
-        logger=csv skip_completed=true hydra.sweep.dir="$SWEEP_DIR/$name"
+        logger=csv skip_completed=true hydra/launcher=joblib hydra.launcher.n_jobs="$JOBS" \
+        hydra.sweep.dir="$SWEEP_DIR/$name"
 }
 
 # One learning rate per family, from the pilot runs in the README: the recurrent cells leave the
