@@ -28,7 +28,9 @@ import json, sys
 from pathlib import Path
 runs = [p.parent for p in Path(sys.argv[1]).rglob("summary.json")
         if (s := json.loads(p.read_text()))["status"] == "completed" and s["config"]["data"]["delay"] == 10]
-print(",".join(sorted(map(str, runs))))
+# Quoted: a sweep job's folder is named by its overrides ("cell=gru,seed=1"), and an unquoted
+# "=" or "," would be read by Hydra's override parser.
+print(",".join(f"'{run}'" for run in sorted(map(str, runs))))
 PYEOF
 )
 rm -rf "$SWEEP_DIR/evals"
