@@ -7,9 +7,10 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SUMMARY = "summary.json"
 TRACEBACK = "traceback.txt"  # the full traceback of a run that failed at run time
@@ -22,12 +23,33 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
+    with open_atomic(path) as f:
+        f.write(text)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, which is not safe from several threads.
+_UMASK = _umask()
+
+
+@contextlib.contextmanager
+def open_atomic(path: str | Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """A text file opened for writing that appears at ``path`` whole, or not at all: written
+    in the same folder under a hidden name, synced, then renamed over ``path``. It gets the
+    mode a plain ``open`` would give (0644 under the usual umask), not mkstemp's private 0600,
+    so a colleague on a shared cluster can read the run's records."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "w", newline=newline) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from omegaconf import open_dict, read_write
 from test_cli import ENV
 
+import stm_lab.summary as summary_module
 from stm_lab.build import build_task
 from stm_lab.errors import ConfigError
 from stm_lab.run import run_job, train
@@ -309,3 +311,13 @@ def test_multirun_isolates_failures_and_resumes_with_skip_completed(tmp_path):
     assert "already completed; skipped" in r.stderr
     for lr in (-1, 1e38):  # the failed jobs ran again
         assert second[lr]["started"] != first[lr]["started"]
+
+
+def test_records_are_written_whole_and_readable_by_others(tmp_path, monkeypatch):
+    """summary.json appears whole (no temporary file left) with the mode a plain open gives
+    (0644 under umask 022), not mkstemp's owner-only 0600: colleagues read each other's runs."""
+    monkeypatch.setattr(summary_module, "_UMASK", 0o022)
+    write_json_atomic(tmp_path / "summary.json", {"status": "completed"})
+    assert read_summary(tmp_path) == {"status": "completed"}
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from stm_lab.errors import ConfigError, RunFolderError
 from stm_lab.optuna_trial import PRUNED_AT, default_storage
 from stm_lab.runfolder import RunLock
+from stm_lab.summary import open_atomic
 
 if TYPE_CHECKING:
     from hydra_plugins.stm_lab_optuna.sweeper import OptunaSweeper
@@ -480,14 +481,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_atomic(path, newline="") as f:
+        write(f)
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
