@@ -254,11 +254,14 @@ def difference_interval(a: Sequence[float], b: Sequence[float], level: float = L
     return diff, diff - half, diff + half
 
 
-def verdict(diff: float, low: float, high: float, a: str, b: str) -> str:
-    """``a > b``, ``b > a`` or ``not resolved`` (the interval contains 0, or there is none)."""
+def verdict(diff: float, low: float, high: float, a: str, b: str, higher_is_better: bool = True) -> str:
+    """``a > b``, ``b > a`` or ``not resolved`` (the interval contains 0, or there is none). For
+    a metric where lower is better (an MSE) the better one is named first, ``b < a (lower is
+    better)``, so a verdict never reads as if the worse model won."""
     if pd.isna(low) or pd.isna(high) or low <= 0 <= high:
         return "not resolved"
-    return f"{a} > {b}" if diff > 0 else f"{b} > {a}"
+    high_side, low_side = (a, b) if diff > 0 else (b, a)
+    return f"{high_side} > {low_side}" if higher_is_better else f"{low_side} < {high_side} (lower is better)"
 
 
 # ---------------------------------------------------------------- across-run measures
@@ -401,6 +404,8 @@ def comparisons(df: pd.DataFrame, metric: str, by: Sequence[str], over: str | No
     if not by:
         return pd.DataFrame()
     data = df.dropna(subset=[metric])
+    d = metric_of(metric)
+    higher_is_better = d is None or d.higher_is_better
     blocks = data.groupby(over, dropna=False) if over else [(None, data)]
     rows = []
     for at, block in blocks:
@@ -415,7 +420,7 @@ def comparisons(df: pd.DataFrame, metric: str, by: Sequence[str], over: str | No
                 la, lb = ", ".join(map(str, a)), ", ".join(map(str, b))
                 rows.append({**({over: at} if over else {}), "a": la, "b": lb, "mean_a": groups[a].mean(),
                              "mean_b": groups[b].mean(), "diff": diff, "ci_low": low, "ci_high": high,
-                             "verdict": verdict(diff, low, high, la, lb)})
+                             "verdict": verdict(diff, low, high, la, lb, higher_is_better)})
     return pd.DataFrame(rows)
 
 

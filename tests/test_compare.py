@@ -234,6 +234,9 @@ def test_differences_inside_the_interval_are_not_resolved():
     diff, low, high = compare.difference_interval([0.90, 0.91, 0.92], [0.50, 0.52, 0.51])
     assert compare.verdict(diff, low, high, "a", "b") == "a > b" and low > 0
     assert compare.verdict(0.3, float("nan"), float("nan"), "a", "b") == "not resolved"  # one seed: no interval
+    # Lower is better (an MSE): the lower one is named as the better, never "worse > better".
+    assert compare.verdict(-0.16, -0.18, -0.15, "gru", "lstm", higher_is_better=False) == "gru < lstm (lower is better)"
+    assert compare.verdict(0.16, 0.15, 0.18, "lstm", "gru", higher_is_better=False) == "gru < lstm (lower is better)"
 
 
 def test_python_m_stm_lab_compare_dispatch(sweep, monkeypatch, capsys):
