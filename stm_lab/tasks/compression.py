@@ -28,7 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
+from stm_lab.tasks.spec import (
+    Arrays,
+    Baseline,
+    Task,
+    TaskSpec,
+    one_hot,
+    task_field,
+    token_recall_spec,
+)
 
 
 def compression_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int) -> Arrays:
@@ -61,22 +69,11 @@ class CompressionTask(Task):
     @property
     def spec(self) -> TaskSpec:
         S = self.vocab_size - 1
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=self.vocab_size,
-            output_kind="classes",
-            output_size=S,
-            scored="steps",
-            seq_len=2 * self.seq_len - 2,
-            chance={"acc": 1.0 / S, "recall": 1.0 / S, "acc_pos": 1.0 / S,
-                    "acc_sequence": float(S) ** -(self.seq_len - 1)},
+        return token_recall_spec(
+            self.vocab_size, S, 2 * self.seq_len - 2, positions=self.seq_len - 1,
             chance_note=f"uniform guess among {S} data tokens at each position; the whole sequence: "
                         f"{S}^-{self.seq_len - 1} (MAD's figure, ~9.6% at V=16, T=32, also counts the "
                         "free compression token)",
-            default_head="per_step",
-            metrics=("acc", "recall", "acc_sequence", "acc_pos"),
-            headline="acc",
-            positions=self.seq_len - 1,
             paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
             tags=("compression", "serial-recall", "capacity"),
         )

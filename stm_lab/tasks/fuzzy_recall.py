@@ -38,7 +38,15 @@ import numpy as np
 from stm_lab.tasks.in_context_recall import value_history_baselines
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.sampling import distinct
-from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
+from stm_lab.tasks.spec import (
+    Arrays,
+    Baseline,
+    Task,
+    TaskSpec,
+    one_hot,
+    task_field,
+    token_recall_spec,
+)
 
 
 def fuzzy_recall_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int,
@@ -156,19 +164,11 @@ class FuzzyInContextRecallTask(Task):
 
     @property
     def spec(self) -> TaskSpec:
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=self.vocab_size,
-            output_kind="classes",
-            output_size=self.num_values,
-            scored="steps",
-            seq_len=self.seq_len,
-            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values},
+        # The number of scored steps varies: no serial positions.
+        return token_recall_spec(
+            self.vocab_size, self.num_values, self.seq_len,
             chance_note=f"uniform guess among {self.num_values} value tokens at each scored token "
                         "(within a motif tokens are distinct, so elimination does a little better)",
-            default_head="per_step",
-            metrics=("acc", "recall"),  # the number of scored steps varies: no serial positions
-            headline="acc",
             paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
             tags=("associative-recall", "binding", "fuzzy"),
         )

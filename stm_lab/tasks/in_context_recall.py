@@ -35,7 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
+from stm_lab.tasks.spec import (
+    Arrays,
+    Baseline,
+    Task,
+    TaskSpec,
+    one_hot,
+    task_field,
+    token_recall_spec,
+)
 
 _ROW_CHUNK_ELEMENTS = 20_000_000  # bound on rows x steps x values held at once by the baselines
 
@@ -135,18 +143,10 @@ class InContextRecallTask(Task):
     @property
     def spec(self) -> TaskSpec:
         noisy = f", {self.frac_noise:g} of the pairs noise" if self.frac_noise else ""
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=self.vocab_size,
-            output_kind="classes",
-            output_size=self.num_values,
-            scored="steps",
-            seq_len=self.seq_len - 1,
-            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values},
+        # The number of scored steps varies: no serial positions.
+        return token_recall_spec(
+            self.vocab_size, self.num_values, self.seq_len - 1,
             chance_note=f"uniform guess among {self.num_values} values at each returning key{noisy}",
-            default_head="per_step",
-            metrics=("acc", "recall"),  # the number of scored steps varies: no serial positions
-            headline="acc",
             paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
             tags=("associative-recall", "binding", "multi-query") + (("noisy",) if self.frac_noise else ()),
         )

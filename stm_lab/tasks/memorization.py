@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stm_lab.tasks.registry import TASKS
-from stm_lab.tasks.spec import Arrays, Task, TaskSpec, task_field
+from stm_lab.tasks.spec import Arrays, Task, TaskSpec, task_field, token_recall_spec
 
 
 @TASKS.register("memorization")
@@ -64,20 +64,11 @@ class MemorizationTask(Task):
 
     @property
     def spec(self) -> TaskSpec:
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=self.vocab_size,
-            output_kind="classes",
-            output_size=self.num_values,
-            scored="steps",
-            seq_len=self.seq_len,
-            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values},
+        return token_recall_spec(
+            self.vocab_size, self.num_values, self.seq_len,
             chance_note=f"uniform guess among {self.num_values} values. In-weights memory, not "
                         "short-term memory: the key-to-value map is fixed, so the test split repeats "
                         "the training pairs on purpose (data.overlap_with_train); report it apart",
-            default_head="per_step",
-            metrics=("acc", "recall"),
-            headline="acc",
             paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
             tags=("in-weights", "memorization"),
         )

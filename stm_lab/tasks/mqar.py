@@ -39,7 +39,15 @@ from stm_lab.tasks.sampling import (
     shuffle_rows,
     weighted_without_replacement,
 )
-from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
+from stm_lab.tasks.spec import (
+    Arrays,
+    Baseline,
+    Task,
+    TaskSpec,
+    one_hot,
+    task_field,
+    token_recall_spec,
+)
 
 
 def mqar_arrays(n: int, rng: np.random.Generator, vocab_size: int, seq_len: int, num_pairs: int,
@@ -110,21 +118,11 @@ class MQARTask(Task):
 
     @property
     def spec(self) -> TaskSpec:
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=self.vocab_size,
-            output_kind="classes",
-            output_size=self.num_values,
-            scored="steps",
-            seq_len=self.seq_len,
-            chance={"acc": 1.0 / self.num_values, "recall": 1.0 / self.num_values,
-                    "acc_pos": 1.0 / self.num_values, "acc_sequence": self.num_values ** -self.num_pairs},
+        # positions: the i-th query of a sequence (queries in order of position).
+        return token_recall_spec(
+            self.vocab_size, self.num_values, self.seq_len, positions=self.num_pairs,
             chance_note=f"uniform guess among the {self.num_values} value tokens at each query; all "
                         f"{self.num_pairs} queries of a sequence: {self.num_values}^-{self.num_pairs}",
-            default_head="per_step",
-            metrics=("acc", "recall", "acc_sequence", "acc_pos"),
-            headline="acc",
-            positions=self.num_pairs,  # the i-th query of a sequence (queries in order of position)
             paper="Arora, Eyuboglu et al. 2023, Zoology: Measuring and Improving Recall in "
                   "Efficient Language Models",
             tags=("associative-recall", "binding", "multi-query"),

@@ -26,7 +26,15 @@ import numpy as np
 
 from stm_lab.tasks.registry import TASKS
 from stm_lab.tasks.sampling import baseline_rng, distinct, shuffle_rows
-from stm_lab.tasks.spec import Arrays, Baseline, Task, TaskSpec, one_hot, task_field
+from stm_lab.tasks.spec import (
+    Arrays,
+    Baseline,
+    Task,
+    TaskSpec,
+    one_hot,
+    task_field,
+    token_recall_spec,
+)
 
 
 def selective_copy_arrays(n: int, rng: np.random.Generator, num_tokens: int, num_blanks: int,
@@ -75,21 +83,10 @@ class SelectiveCopyTask(Task):
     @property
     def spec(self) -> TaskSpec:
         S = self.vocab_size - 2
-        return TaskSpec(
-            input_kind="tokens",
-            input_size=self.vocab_size,
-            output_kind="classes",
-            output_size=S,
-            scored="steps",
-            seq_len=self.seq_len,
-            chance={"acc": 1.0 / S, "recall": 1.0 / S, "acc_pos": 1.0 / S,
-                    "acc_sequence": float(S) ** -self.num_tokens},
+        return token_recall_spec(
+            self.vocab_size, S, self.seq_len, positions=self.num_tokens,
             chance_note=f"uniform guess among {S} data symbols at each marker "
                         f"(whole sequence: {S}^-{self.num_tokens})",
-            default_head="per_step",
-            metrics=("acc", "recall", "acc_sequence", "acc_pos"),
-            headline="acc",
-            positions=self.num_tokens,
             paper="Gu & Dao 2023, Mamba: Linear-Time Sequence Modeling with Selective State Spaces",
             tags=("long-range", "serial-recall", "selective"),
         )

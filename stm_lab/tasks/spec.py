@@ -209,6 +209,21 @@ class Task:
             raise ConfigError(f"data.{key}", getattr(self, key), allowed)
 
 
+def token_recall_spec(vocab_size: int, classes: int, seq_len: int, positions: int | None = None,
+                      **rest: Any) -> TaskSpec:
+    """The spec of a token task scored at some steps with one of ``classes`` answers each (the
+    recall benchmarks): per-step head, headline ``acc``, chance that of a uniform guess. With
+    ``positions`` (a fixed number of scored steps per sequence) it also has the serial-position
+    curve and whole-sequence accuracy, whose chance is ``classes ** -positions``."""
+    chance = {"acc": 1.0 / classes, "recall": 1.0 / classes}
+    if positions is not None:
+        chance.update(acc_pos=1.0 / classes, acc_sequence=float(classes) ** -positions)
+    # Metrics and headline: TaskSpec's defaults for classes (acc, recall; + the two with positions).
+    return TaskSpec(input_kind="tokens", input_size=vocab_size, output_kind="classes", output_size=classes,
+                    scored="steps", seq_len=seq_len, chance=chance, default_head="per_step",
+                    positions=positions, **rest)
+
+
 def split_rng(seed: int, split: str) -> np.random.Generator:
     """Independent streams per split from one seed: train, val and test never share draws."""
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split)]))
