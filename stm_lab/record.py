@@ -177,8 +177,8 @@ class RunRecord:
                 f"{describe_diff(prev.get('config') or {}, self.config)}); this job ({self.identity}) "
                 "needs its own folder: another hydra.run.dir or hydra.sweep.dir, or move that run away")
         if same and prev.get("status") in RESUMABLE:
-            good, broken = newest_good_checkpoint(self.checkpoint_dir)
-            for path, why in broken:
+            good, broken = newest_good_checkpoint(self.checkpoint_dir, set_aside=self.lead)
+            for path, why in broken if self.lead else ():
                 print(f"stm_lab: {path.with_suffix('')} is {why}; kept as {path.name}, not resumed from",
                       file=sys.stderr)
             if good is not None:
@@ -201,6 +201,10 @@ class RunRecord:
     def _keep_previous(self, names: list[str]) -> None:
         """Move the previous run's files aside, unless its summary is all there is and it did not
         complete (a config error, say): then there is nothing to keep and it is overwritten."""
+        if not self.lead:
+            # Another DDP rank: the lead (global rank 0) settles the folder. This rank may even
+            # read the lead's fresh "running" record; moving it would take the lead's W&B id.
+            return
         prev = self.previous or {}
         if prev.get("status") != "completed" and not any((self.out_dir / n).exists() for n in names if n != SUMMARY):
             return

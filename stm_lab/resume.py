@@ -80,9 +80,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def newest_good_checkpoint(ckpt_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+def newest_good_checkpoint(ckpt_dir: Path, set_aside: bool = True) -> tuple[Path | None, list[tuple[Path, str]]]:
     """The newest readable checkpoint in ``ckpt_dir`` (``last.ckpt`` first), and the files that
-    could not be read, each renamed ``*.broken`` (kept, never used again)."""
+    could not be read, each renamed ``*.broken`` (kept, never used again) when ``set_aside``:
+    only the process that owns the folder renames (the other DDP ranks only read)."""
     if not ckpt_dir.is_dir():
         return None, []
     last = ckpt_dir / "last.ckpt"
@@ -93,7 +94,8 @@ def newest_good_checkpoint(ckpt_dir: Path) -> tuple[Path | None, list[tuple[Path
             load_checkpoint(path)
         except UnreadableCheckpoint as e:
             aside = path.with_name(path.name + BROKEN)
-            path.replace(aside)
+            if set_aside:
+                path.replace(aside)
             broken.append((aside, str(e)))
             continue
         return path, broken

@@ -120,6 +120,31 @@ def test_a_fresh_start_keeps_the_previous_run_aside_and_takes_a_new_wandb_id(mak
     assert find_summaries([out]) == [out / "summary.json"]  # compare never counts a run kept aside
 
 
+def test_another_ddp_rank_never_moves_the_lead_ranks_files(make_cfg, monkeypatch):
+    """Under srun every rank runs the job; rank 1 can start after rank 0 wrote its "running"
+    record and W&B id. Rank 1 reads them as a run with no checkpoint yet, but must leave them
+    where they are: moving them aside took rank 0's W&B id and record away."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from stm_lab.record import RunRecord
+
+    cfg = make_cfg("trainer.max_epochs=0")
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True)
+    lead = {"status": "running", "identity": run_identity(resolved(cfg)), "config": resolved(cfg)}
+    write_json_atomic(out / "summary.json", lead)
+    (out / "wandb_id").write_text("lead01\n")
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"torn")  # the lead's to set aside, not this rank's
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    with RunRecord(cfg) as record:
+        assert record.resume_from is None
+    assert (out / "wandb_id").read_text() == "lead01\n"
+    assert read_summary(out) == lead
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == b"torn"
+    assert not (out / "replaced").exists()
+
+
 def test_rerun_of_a_sweep_with_one_more_seed_skips_the_done_ones_and_overwrites_nothing(tmp_path):
     """The scenario: `-m seed=0,1`, then `-m seed=2,0,1 skip_completed=true` in the same folder."""
     sweep = tmp_path / "sweep"
