@@ -2,7 +2,8 @@
 # SCAN study (Lake & Baroni 2018) at CPU scale, then the comparison into results/scan/:
 #   cells rnn, lstm, gru  x  attention none, additive (Bahdanau)  x  splits simple, length, add_jump
 #   x  seeds 0, 1, 2  =  54 runs of an encoder-decoder with 1 layer of 64 units, one epoch each.
-# About 1 CPU-hour in all (runs one after another, one thread each); see README.md for the timing.
+# About 1 CPU-hour in all (JOBS=2, the default: two runs at a time, one thread each); see
+# README.md for the timing. An interrupted study resumes: finished runs are skipped.
 # From the repository root:
 #   bash experiments/scan/run.sh
 #   SMOKE=1 bash experiments/scan/run.sh    # the same pipeline on tiny data, 2 seeds: a few minutes
@@ -13,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # small sequential runs: one thread each
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline}  # small runs: one thread each
+JOBS=${JOBS:-2}
 CELLS=rnn,lstm,gru
 ATTENTION=none,additive
 SPLITS=simple,length,add_jump
@@ -34,6 +36,7 @@ fi
 
 nice -n 10 "$PY" -m stm_lab -m +experiment=scan cell=$CELLS head.attention=$ATTENTION data.split=$SPLITS \
     seed=$SEEDS "${SIZE[@]}" logger=csv callbacks.progress_bar=null skip_completed=true \
+    hydra/launcher=joblib hydra.launcher.n_jobs="$JOBS" \
     hydra.sweep.dir="$SWEEP_DIR"
 
 "$PY" -m stm_lab.compare "$SWEEP_DIR" --by cell head.attention --over data.split \
