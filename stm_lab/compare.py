@@ -319,11 +319,17 @@ def default_threshold(reference: float) -> float:
     return (reference + 1.0) / 2.0
 
 
-def _span_of(xs: Sequence[float], ys: Sequence[float], threshold: float) -> float:
-    """The longest x such that y stays above ``threshold`` at x and every shorter x; 0 if none."""
+def _span_of(xs: Sequence[float], ys: Sequence[float], thresholds: float | Sequence[float]) -> float:
+    """The longest x such that y stays above its threshold (one for all, or one per x) at x and
+    every shorter x; 0 if none. An x whose threshold is NaN (nothing to measure there, see
+    :func:`memory_span`) is passed over: it neither extends nor ends the span."""
+    if isinstance(thresholds, int | float):
+        thresholds = [float(thresholds)] * len(xs)
     span = 0.0
-    for x, y in sorted(zip(xs, ys, strict=True)):
-        if not y > threshold:
+    for x, y, thr in sorted(zip(xs, ys, thresholds, strict=True)):
+        if math.isnan(thr):
+            continue
+        if not y > thr:
             break
         span = float(x)
     return span
@@ -347,6 +353,16 @@ def span_reference(g: pd.DataFrame, metric: str) -> tuple[float | None, str]:
     return None, ""
 
 
+def span_references(g: pd.DataFrame, metric: str, over: str) -> tuple[dict[float, float], str]:
+    """:func:`span_reference` at each ``over`` value: the floor can move with the condition (with
+    no distractor, bAbI's last-mentioned place answers every question; with 8 it is at chance),
+    so each value is put against what a memoryless predictor scores there."""
+    refs = {float(x): span_reference(gx, metric) for x, gx in g.groupby(over)}
+    sources = {source for _, source in refs.values() if source}
+    source = "floor" if "floor" in sources else next(iter(sources), "")
+    return {x: ref for x, (ref, _) in refs.items() if ref is not None}, source
+
+
 def memory_span(df: pd.DataFrame, metric: str, over: str, by: Sequence[str] = (),
                 threshold: float | None = None, level: float = LEVEL,
                 per_seed: bool = False) -> pd.DataFrame:
@@ -354,9 +370,13 @@ def memory_span(df: pd.DataFrame, metric: str, over: str, by: Sequence[str] = ()
 
     For each group and seed, the span is the longest ``over`` value (delay or list length) at
     which ``metric`` stays above the threshold at that value and at every shorter one; 0 means
-    it fails already at the shortest value tested. ``threshold`` defaults to halfway between the
-    group's reference — its highest recorded floor, else its chance level — and 1. ``censored``
-    counts seeds that pass at the longest value tested (their true span is at least that long).
+    it fails already at the shortest value tested. ``threshold`` defaults, at each value, to
+    halfway between the reference there — the highest floor recorded at that value, else the
+    chance level — and 1 (``threshold`` and ``threshold_min`` give its range over the values).
+    A value where the reference is already 1 (a memoryless predictor is perfect there) says
+    nothing about memory: it is listed in ``passed_over`` and neither extends nor ends the span.
+    ``censored`` counts seeds that pass at the longest value tested (their true span is at least
+    that long).
 
     With ``per_seed``, one row per group and seed instead: the span, ``margin`` (the metric minus
     the threshold at the span: how safely it passed) and ``next_margin`` (the same at the next
@@ -367,31 +387,42 @@ def memory_span(df: pd.DataFrame, metric: str, over: str, by: Sequence[str] = ()
     rows, seed_rows = [], []
     for key, gdf in data.groupby(list(by), dropna=False) if by else [((), data)]:
         key = key if isinstance(key, tuple) else (key,)
-        reference, source = span_reference(gdf, metric)
-        if threshold is None and reference is None:
-            raise ConfigError("--threshold", None, "a number",
-                              hint=f"{metric} has no chance level or floor to put the memory-span threshold by")
-        thr = default_threshold(reference) if threshold is None else threshold
-        longest = float(gdf[over].max())
+        values = sorted(float(x) for x in gdf[over].unique())
+        if threshold is None:
+            refs, source = span_references(gdf, metric, over)
+            if not refs:
+                raise ConfigError("--threshold", None, "a number",
+                                  hint=f"{metric} has no chance level or floor to put the memory-span threshold by")
+            thr_at = {x: default_threshold(refs[x]) if x in refs and refs[x] < 1.0 else math.nan for x in values}
+        else:
+            refs, source = {}, "given"
+            thr_at = dict.fromkeys(values, float(threshold))
+        measured = [t for t in thr_at.values() if not math.isnan(t)]
+        passed_over = [x for x, t in thr_at.items() if math.isnan(t)]
+        longest = values[-1]
         spans, censored = [], 0
         for seed, sdf in gdf.groupby("seed", dropna=False):
             curve = sdf.groupby(over)[metric].mean().sort_index()
             xs, ys = curve.index.to_numpy(dtype=float), curve.to_numpy(dtype=float)
-            span = _span_of(xs, ys, thr)
+            thrs = [thr_at[float(x)] for x in xs]
+            span = _span_of(xs, ys, thrs)
             spans.append(span)
             censored += span == longest
             at = np.flatnonzero(xs == span)
-            nxt = np.flatnonzero(xs > span)
+            nxt = [i for i in np.flatnonzero(xs > span) if not math.isnan(thrs[i])]
             seed_rows.append({**dict(zip(by, key, strict=True)), "seed": seed, "span": span,
-                              "margin": float(ys[at[0]] - thr) if len(at) else math.nan,
-                              "next_margin": float(ys[nxt[0]] - thr) if len(nxt) else math.nan,
-                              "threshold": thr})
+                              "margin": float(ys[at[0]] - thrs[at[0]]) if len(at) else math.nan,
+                              "next_margin": float(ys[nxt[0]] - thrs[nxt[0]]) if nxt else math.nan,
+                              "threshold": thrs[at[0]] if len(at) else (thrs[nxt[0]] if nxt else math.nan)})
         low, high = t_interval(spans, level)
+        informative = [refs[x] for x in values if x in refs and not math.isnan(thr_at[x])]
         rows.append({**dict(zip(by, key, strict=True)), "span_mean": float(np.mean(spans)),
                      "span_std": float(np.std(spans, ddof=1)) if len(spans) > 1 else 0.0,
                      "ci_low": low, "ci_high": high, "seeds": len(spans), "censored": censored,
-                     "threshold": thr, "reference": source if threshold is None else "given",
-                     "reference_value": reference if threshold is None else math.nan,
+                     "threshold": max(measured, default=math.nan),
+                     "threshold_min": min(measured, default=math.nan), "reference": source,
+                     "reference_value": max(informative, default=math.nan),
+                     "passed_over": " ".join(f"{x:g}" for x in passed_over),
                      "longest_tested": longest})
     return pd.DataFrame(seed_rows if per_seed else rows)
 
@@ -492,17 +523,25 @@ def plot_metric(agg: pd.DataFrame, metric: str, by: Sequence[str], over: str, pa
     groups = agg.groupby(list(by), dropna=False) if by else [((), agg)]
     for key, g in groups:
         ax.errorbar(g[over], g["mean"], yerr=_yerr(g), marker="o", capsize=3, label=_label(key))
+    numeric = pd.api.types.is_numeric_dtype(agg[over])
     for column, style, label in (("floor", "--", "memoryless floor"), ("chance", ":", "chance")):
-        values = agg[column].dropna()
-        if len(values):
+        values = agg.groupby(over)[column].max().dropna()
+        if values.nunique() > 1 and numeric:  # it moves with the condition: drawn along the axis
+            ax.plot(values.index, values.to_numpy(), color="grey", ls=style, lw=1, label=label)
+        elif len(values):
             ax.axhline(float(values.max()), color="grey", ls=style, lw=1, label=label)
-    if spans is not None and len(spans) and "threshold" in spans:
-        ax.axhline(float(spans["threshold"].mean()), color="tab:red", ls="-.", lw=0.8, label="span threshold")
+    if spans is not None and len(spans) and spans["threshold"].notna().any():
+        if np.allclose(spans["threshold"], spans["threshold_min"], equal_nan=True):
+            ax.axhline(float(spans["threshold"].mean()), color="tab:red", ls="-.", lw=0.8, label="span threshold")
+        elif numeric and spans["reference"].iloc[0] == "floor":  # halfway from each value's floor to 1
+            floor = agg.groupby(over)["floor"].max().dropna()
+            floor = floor[floor < 1.0]
+            ax.plot(floor.index, (floor.to_numpy() + 1.0) / 2.0, color="tab:red", ls="-.", lw=0.8,
+                    label="span threshold")
     trained = agg.get("trained")
     if trained is not None:  # evaluations: where each model was trained, on the same axis
         for i, value in enumerate(sorted(trained.dropna().unique())):
             ax.axvline(float(value), color="grey", ls=(0, (1, 3)), lw=1, label="trained at" if i == 0 else None)
-    numeric = pd.api.types.is_numeric_dtype(agg[over])
     if numeric and (agg[over] > 0).all() and agg[over].max() / max(agg[over].min(), 1e-12) >= 8:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(agg[over].unique()))
@@ -547,6 +586,23 @@ def _interval(low: Any, high: Any) -> str:
     return "" if pd.isna(low) else f"[{low:.4f}, {high:.4f}]"
 
 
+def _threshold_text(r: pd.Series, over: str | None) -> str:
+    """The span threshold as the table shows it: one number, or its range when the floor moves
+    with the ``over`` value, and the values passed over (a memoryless predictor is perfect there)."""
+    if math.isnan(r["threshold"]):
+        text = "none"
+    elif math.isclose(r["threshold"], r["threshold_min"]):
+        text = f"{r['threshold']:.3f}"
+    else:
+        text = f"{r['threshold_min']:.3f}–{r['threshold']:.3f}"
+    if r["reference"] in ("floor", "chance"):
+        text += f" (½ way from the {r['reference']} to 1"
+        text += ")" if math.isclose(r["threshold"], r["threshold_min"]) else f" at each {over})"
+    if r["passed_over"]:
+        text += f"; passed over {over} {r['passed_over']} (floor at 1)"
+    return text
+
+
 def print_tables(agg: pd.DataFrame, spans: pd.DataFrame | None, pairs: pd.DataFrame, metric: str,
                  by: Sequence[str], over: str | None, skipped: dict[str, int], n_runs: int) -> None:
     from rich.console import Console
@@ -568,16 +624,15 @@ def print_tables(agg: pd.DataFrame, spans: pd.DataFrame | None, pairs: pd.DataFr
     if spans is not None and len(spans):
         s = Table(title=f"memory span over {over} ({metric} > threshold at that value and every shorter one)")
         span_keys = [k for k in spans.columns if k not in ("span_mean", "span_std", "ci_low", "ci_high", "seeds",
-                                                          "censored", "threshold", "reference", "reference_value",
-                                                          "longest_tested")]
+                                                          "censored", "threshold", "threshold_min", "reference",
+                                                          "reference_value", "passed_over", "longest_tested")]
         for k in span_keys:
             s.add_column(k)
         for c in ("span mean", f"{LEVEL:.0%} CI", "seeds", "at longest tested", "threshold"):
             s.add_column(c, justify="right")
         for _, r in spans.iterrows():
-            ref = f" (½ way from {r['reference']} {r['reference_value']:.3f} to 1)" if r["reference"] in ("floor", "chance") else ""
             s.add_row(*(str(r[k]) for k in span_keys), f"{r['span_mean']:.1f}", _interval(r["ci_low"], r["ci_high"]).replace(".0000", ""),
-                      str(r["seeds"]), f"{r['censored']} (≥ {r['longest_tested']:g})", f"{r['threshold']:.3f}{ref}")
+                      str(r["seeds"]), f"{r['censored']} (≥ {r['longest_tested']:g})", _threshold_text(r, over))
         console.print(s)
     if len(pairs):
         resolved = pairs[pairs["verdict"] != "not resolved"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -83,6 +84,7 @@ def test_span_stops_at_first_failure():
     assert compare._span_of([5, 10, 20, 40], [0.9, 0.4, 0.9, 0.9], 0.5) == 5
     assert compare._span_of([40, 5, 20, 10], [0.9, 0.9, 0.9, 0.9], 0.5) == 40
     assert compare._span_of([5, 10], [0.3, 0.9], 0.5) == 0
+    assert compare._span_of([0, 2, 4], [1.0, 0.9, 0.2], [math.nan, 0.6, 0.6]) == 2  # 0: nothing to measure
 
 
 def test_cli_writes_table_csv_and_figures(sweep, tmp_path, capsys):
@@ -188,6 +190,24 @@ def _write(root: Path, runs: list[dict]) -> Path:
         (root / str(i)).mkdir(parents=True)
         (root / str(i) / "summary.json").write_text(json.dumps(s))
     return root
+
+
+def test_span_puts_each_value_against_its_own_floor_and_passes_over_a_perfect_one(tmp_path):
+    """bAbI task 1: with 0 distractors the last-mentioned place answers every question (floor 1);
+    with 2 or more it is near chance. Taking the highest floor for every value made the threshold
+    1 and every span 0; each value is put against its own floor, and 0 distractors says nothing."""
+    floors = {0: 1.0, 2: 0.18, 4: 0.18, 8: 0.17}
+    accs = {("gru", 0): [1.0, 1.0], ("gru", 2): [0.99, 0.98], ("gru", 4): [0.35, 0.30], ("gru", 8): [0.17, 0.18],
+            ("rnn", 0): [1.0, 1.0], ("rnn", 2): [0.3, 0.9], ("rnn", 4): [0.18, 0.2], ("rnn", 8): [0.17, 0.16]}
+    runs = [_summary(c, d, seed, acc, task="babi", chance=1 / 6, floor=floors[d])
+            for (c, d), values in accs.items() for seed, acc in enumerate(values)]
+    df = compare.load_runs([_write(tmp_path / "babi", runs)])
+    spans = compare.memory_span(df, "test/acc", "data.delay", ["cell.name"]).set_index("cell.name")
+    assert spans.loc["gru", "span_mean"] == 2 and spans.loc["gru", "passed_over"] == "0"
+    assert spans.loc["gru", "threshold"] == pytest.approx(0.59) and spans.loc["gru", "threshold_min"] == pytest.approx(0.585)
+    seeds = compare.memory_span(df, "test/acc", "data.delay", ["cell.name"], per_seed=True)
+    assert seeds[seeds["cell.name"] == "rnn"]["span"].tolist() == [0.0, 2.0]  # seed 0 fails at 2: span 0
+    assert compare.compare(df, "test/acc", ["cell.name"], "data.delay", out=tmp_path / "out", quiet=True)["files"]
 
 
 def test_span_threshold_uses_the_recorded_floor_not_a_guess_from_the_name(tmp_path):
