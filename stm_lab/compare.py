@@ -536,7 +536,7 @@ def plot_metric(agg: pd.DataFrame, metric: str, by: Sequence[str], over: str, pa
         elif numeric and spans["reference"].iloc[0] == "floor":  # halfway from each value's floor to 1
             floor = agg.groupby(over)["floor"].max().dropna()
             floor = floor[floor < 1.0]
-            ax.plot(floor.index, (floor.to_numpy() + 1.0) / 2.0, color="tab:red", ls="-.", lw=0.8,
+            ax.plot(floor.index, [default_threshold(f) for f in floor], color="tab:red", ls="-.", lw=0.8,
                     label="span threshold")
     trained = agg.get("trained")
     if trained is not None:  # evaluations: where each model was trained, on the same axis
